@@ -1,0 +1,212 @@
+"""Wire shapes of the Compartment deployments API (CONTRACT.md section 4).
+
+Request Structs are strict (``forbid_unknown_fields``): the server decodes
+bodies with them, so an unknown key is a 400. Response Structs are lenient on
+decode, so that the CLI keeps working when a hosted control plane adds fields,
+and exact on encode, so that our control plane serves the platform's shapes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+ProjectName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9-]{0,62}$")]
+ServiceName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+EnvironmentName = Annotated[str, msgspec.Meta(min_length=1, max_length=63)]
+
+DeploymentStatus = Literal["queued", "running", "succeeded", "failed", "stopped"]
+Health = Literal["pending", "healthy", "unhealthy"]
+OperationStatus = Literal["queued", "running", "succeeded", "failed"]
+PromotionStage = Literal[
+    "queued",
+    "building",
+    "preparing_source",
+    "building_image",
+    "publishing_image",
+    "release",
+    "releasing",
+    "kube_apply",
+    "awaiting_readiness",
+    "activating",
+    "active",
+    "restoring",
+    "rolled_back",
+    "stopped",
+]
+RunStatus = Literal["queued", "running", "succeeded", "failed"]
+
+
+class Wire(msgspec.Struct, rename="camel", kw_only=True):
+    """Base of every response shape: camelCase on the wire, unknown keys ignored."""
+
+
+class Request(
+    msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
+    """Base of every request shape: camelCase on the wire, unknown keys refused."""
+
+
+# --- errors ---------------------------------------------------------------
+
+
+class ErrorBody(Wire):
+    code: str
+    message: str
+
+
+class ErrorResponse(Wire):
+    error: ErrorBody
+
+
+# --- summaries ------------------------------------------------------------
+
+
+class NameRef(Wire):
+    name: str
+
+
+class OperationSummary(Wire):
+    type: str
+    status: OperationStatus
+    created_at: str
+    completed_at: str | None
+
+
+class ReadSummary(Wire):
+    """A deployment as the read endpoints and the event stream report it."""
+
+    id: str
+    service_name: str
+    deployment_run_id: str
+    status: DeploymentStatus
+    promotion_stage: PromotionStage
+    health: Health
+    is_active: bool
+    label: str | None
+    route_url: str | None
+    failure_message: str | None
+    created_at: str
+    completed_at: str | None
+    rollback_available: bool
+    operation: OperationSummary
+
+
+class ResolvedBuildConfig(Wire):
+    command: str | None = None
+    strategy: Literal["auto", "dockerfile", "railpack"] = "auto"
+
+
+class ResolvedRunConfig(Wire):
+    command: str | None = None
+
+
+class ResolvedReadinessConfig(Wire):
+    type: Literal["http"] = "http"
+    path: str = "/healthz"
+    timeout_ms: int = 30000
+
+
+class DeploymentSummary(Wire):
+    """A deployment as the write endpoints (promote, deploy) return it."""
+
+    id: str
+    service_name: str
+    status: DeploymentStatus
+    health: Health
+    route_url: str | None
+    failure_message: str | None
+    is_active: bool
+    label: str | None
+    created_at: str
+    completed_at: str | None
+    operation: OperationSummary
+    promotion_stage: PromotionStage
+    readiness: ResolvedReadinessConfig | None
+    rollback_available: bool
+    build: ResolvedBuildConfig
+    run: ResolvedRunConfig
+
+
+class EnvironmentSummary(Wire):
+    id: str
+    name: str
+    project_id: str
+    created_at: str
+    updated_at: str
+
+
+class ProjectSummary(Wire):
+    id: str
+    name: str
+    organization_id: str
+    archived_at: str | None
+    created_at: str
+    updated_at: str
+
+
+# --- requests and responses -----------------------------------------------
+
+
+class PromoteRequest(Request):
+    project_name: ProjectName
+    source_environment_name: EnvironmentName
+    target_environment_name: EnvironmentName
+    service_name: ServiceName | None = None
+
+
+class DeployResponse(Wire):
+    """Response of ``POST /v1/deployments/promote`` and ``POST /v1/deployments``."""
+
+    deployment_run_id: str
+    deployments: list[DeploymentSummary]
+    environment: EnvironmentSummary
+    project: ProjectSummary
+    resources: list[object] = msgspec.field(default_factory=list)
+
+
+class StatusResponse(Wire):
+    """``GET /v1/deployments/status``."""
+
+    active_deployments: list[ReadSummary]
+    deployments: list[ReadSummary]
+    environment: NameRef
+    project: NameRef
+
+
+class ListResponse(Wire):
+    """``GET /v1/deployments``."""
+
+    deployments: list[ReadSummary]
+    environment: NameRef
+    project: NameRef
+
+
+class RunResponse(Wire):
+    """(ours) ``GET /v1/deployments/runs/{deploymentRunId}``: one run and where it goes.
+
+    Lets ``compartment deployment watch <run id>`` follow a run knowing only its id.
+    """
+
+    deployment_run_id: str
+    type: Literal["deploy", "promote"]
+    status: RunStatus
+    project: NameRef
+    environment: NameRef
+    source_environment: NameRef | None
+    deployments: list[ReadSummary]
+    created_at: str
+    completed_at: str | None
+
+
+def is_done(deployment: ReadSummary) -> bool:
+    """The official CLI's rule for a deployment that has finished, well or badly."""
+    if deployment.status == "failed":
+        return True
+    if deployment.status == "stopped" and deployment.promotion_stage == "stopped":
+        return True
+    return deployment.status == "succeeded" and deployment.promotion_stage in (
+        "active",
+        "rolled_back",
+    )

@@ -1,0 +1,72 @@
+"""A project's services as the deploy endpoint receives them (CONTRACT.md section 2).
+
+``compartment_cli.project`` reads compartment.yml, reports every problem with
+its line, and builds these. The control plane decodes them strictly from the
+deploy manifest, so both sides share one definition of a valid service.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from compartment_cli.models.api import EnvironmentName, ProjectName, Request, ServiceName
+
+ServiceKind = Literal["web", "api", "static", "worker", "job", "cron"]
+ROUTED_KINDS: frozenset[str] = frozenset({"web", "api"})
+MAX_READINESS_TIMEOUT_MS = 300_000
+DEFAULT_READINESS_TIMEOUT_MS = 30_000
+
+
+class BuildConfig(Request):
+    command: str | None = None
+    env: dict[str, str] = msgspec.field(default_factory=dict)
+    include: list[str] = msgspec.field(default_factory=list)
+    output_directory: str | None = None
+    packages: list[str] = msgspec.field(default_factory=list)
+    strategy: Literal["auto", "dockerfile", "railpack"] = "auto"
+
+
+class RunConfig(Request):
+    command: str | None = None
+
+
+class ReadinessConfig(Request):
+    type: Literal["http"] = "http"
+    path: Annotated[str, msgspec.Meta(pattern=r"^/")] = "/healthz"
+    timeout_ms: Annotated[int, msgspec.Meta(gt=0, le=MAX_READINESS_TIMEOUT_MS)] = (
+        DEFAULT_READINESS_TIMEOUT_MS
+    )
+
+
+class ServiceConfig(Request):
+    path: str
+    kind: ServiceKind = "web"
+    access_mode: str | None = None
+    build: BuildConfig | None = None
+    run: RunConfig | None = None
+    readiness: ReadinessConfig | None = None
+    connections: list[object] | dict[str, object] | None = None
+
+
+class Descriptor(msgspec.Struct, kw_only=True):
+    """A validated compartment.yml."""
+
+    name: ProjectName
+    services: dict[str, ServiceConfig]
+    resources: dict[str, object] = msgspec.field(default_factory=dict)
+
+
+class DeployManifest(Request):
+    """``manifest.json``, the first member of the deploy archive.
+
+    The archive (``POST /v1/deployments``, ``Content-Type: application/gzip``)
+    is a gzipped tar holding ``manifest.json`` and, for every service named in
+    ``services``, its directory under ``services/<name>/``.
+    """
+
+    project_name: ProjectName
+    services: dict[ServiceName, ServiceConfig]
+    environment_name: EnvironmentName = "production"
+    service_name: ServiceName | None = None
