@@ -1,0 +1,1 @@
+"""The local Compartment control plane."""
