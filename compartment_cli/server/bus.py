@@ -1,0 +1,112 @@
+"""Deployment events: written to SQLite first, then handed to live subscribers.
+
+The event log is the truth; live delivery is an optimisation. A subscriber
+that falls too far behind is closed rather than allowed to grow without bound:
+its client reconnects with ``Last-Event-ID`` and is replayed from the log, so
+nothing is lost and memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from compartment_cli.models.events import DeploymentEvent, encode_event_data, event_type_of
+from compartment_cli.server.store import Store
+
+SUBSCRIBER_BUFFER = 10_000
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    id: int
+    type: str
+    data: bytes
+
+
+class Subscription:
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[StoredEvent | None] = asyncio.Queue(SUBSCRIBER_BUFFER)
+        self.overflowed = False
+
+    def offer(self, event: StoredEvent) -> None:
+        if self.overflowed:
+            return
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.overflowed = True
+            self.queue.get_nowait()
+            self.queue.put_nowait(None)  # wakes the reader, which ends the stream
+
+    def close(self) -> None:
+        if not self.overflowed:
+            self.overflowed = True
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(None)
+
+
+class EventBus:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._subscribers: defaultdict[tuple[str, str], set[Subscription]] = defaultdict(set)
+
+    def publish(self, project: str, environment: str, event: DeploymentEvent) -> int:
+        data = encode_event_data(event)
+        event_type = event_type_of(event)
+        event_id = self._store.append_event(project, environment, event_type, data)
+        stored = StoredEvent(event_id, event_type, data)
+        for subscription in tuple(self._subscribers.get((project, environment), ())):
+            subscription.offer(stored)
+        return event_id
+
+    @asynccontextmanager
+    async def subscribe(self, project: str, environment: str) -> AsyncIterator[Subscription]:
+        subscription = Subscription()
+        key = (project, environment)
+        self._subscribers[key].add(subscription)
+        try:
+            yield subscription
+        finally:
+            self._subscribers[key].discard(subscription)
+            if not self._subscribers[key]:
+                del self._subscribers[key]
+
+    def subscriber_count(self) -> int:
+        return sum(len(subs) for subs in self._subscribers.values())
+
+    def close_all(self) -> None:
+        for subs in self._subscribers.values():
+            for subscription in subs:
+                subscription.close()
+
+    async def stream(
+        self, project: str, environment: str, after: int
+    ) -> AsyncIterator[StoredEvent]:
+        """Every event of this environment after ``after``: the log, then live.
+
+        Subscribes before reading the log, so an event committed in between is
+        in one or the other; ids already replayed are skipped when they arrive
+        live. Ends when the subscription overflows or the bus closes.
+        """
+        async with self.subscribe(project, environment) as subscription:
+            last = after
+            while True:
+                batch = self._store.events_after(project, environment, last)
+                for event_id, event_type, data in batch:
+                    last = event_id
+                    yield StoredEvent(event_id, event_type, data)
+                if len(batch) < 1000:
+                    break
+            while True:
+                event = await subscription.queue.get()
+                if event is None:
+                    return
+                if event.id <= last:
+                    continue
+                last = event.id
+                yield event

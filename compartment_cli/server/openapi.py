@@ -1,0 +1,186 @@
+"""``GET /openapi.json``: an OpenAPI 3.1 document built from the wire models.
+
+The schemas come from the same msgspec Structs the server encodes its
+responses with, so the document cannot drift from what is served.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import msgspec
+
+from compartment_cli import __version__
+from compartment_cli.models.api import (
+    DeployResponse,
+    ErrorResponse,
+    ListResponse,
+    PromoteRequest,
+    RunResponse,
+    StatusResponse,
+)
+
+_REF = "#/components/schemas/{name}"
+
+
+def _ref(model: type) -> dict[str, str]:
+    return {"$ref": _REF.format(name=model.__name__)}
+
+
+def _json(model: type) -> dict[str, Any]:
+    return {"application/json": {"schema": _ref(model)}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {
+        str(status): {"description": "Error", "content": _json(ErrorResponse)}
+        for status in (400, 401, *statuses)
+    }
+
+
+def _query(name: str, schema: dict[str, Any], *, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": schema}
+
+
+_PROJECT = {"type": "string", "pattern": "^[a-z][a-z0-9-]{0,62}$"}
+_ENVIRONMENT = {"type": "string", "minLength": 1, "maxLength": 63}
+_SERVICE = {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$"}
+
+
+@functools.cache
+def openapi_document() -> bytes:
+    _, components = msgspec.json.schema_components(
+        [PromoteRequest, DeployResponse, StatusResponse, ListResponse, RunResponse, ErrorResponse],
+        ref_template=_REF,
+    )
+    paths: dict[str, Any] = {
+        "/healthz": {
+            "get": {
+                "summary": "Liveness of the control plane (no auth).",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "Serving",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {"status": {"const": "ok"}},
+                                    "required": ["status"],
+                                }
+                            }
+                        },
+                    }
+                },
+            }
+        },
+        "/v1/deployments/promote": {
+            "post": {
+                "summary": "Make the deployments active in one environment active in another,"
+                " without a rebuild.",
+                "requestBody": {"required": True, "content": _json(PromoteRequest)},
+                "responses": {
+                    "200": {"description": "The run", "content": _json(DeployResponse)},
+                    **_errors(404, 409),
+                },
+            }
+        },
+        "/v1/deployments": {
+            "get": {
+                "summary": "Deployments of an environment, newest first.",
+                "parameters": [
+                    _query("projectName", _PROJECT, required=True),
+                    _query("environmentName", _ENVIRONMENT),
+                    _query("serviceName", _SERVICE),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 100}),
+                ],
+                "responses": {
+                    "200": {"description": "The list", "content": _json(ListResponse)},
+                    **_errors(404),
+                },
+            },
+            "post": {
+                "summary": "Deploy: upload the services of compartment.yml as one gzipped tar"
+                " (manifest.json first, then services/<name>/...).",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/gzip": {
+                            "schema": {"type": "string", "contentMediaType": "application/gzip"}
+                        }
+                    },
+                },
+                "responses": {
+                    "200": {"description": "The run", "content": _json(DeployResponse)},
+                    **_errors(404, 409, 413, 415),
+                },
+            },
+        },
+        "/v1/deployments/status": {
+            "get": {
+                "summary": "Active deployments of an environment and the deployments asked for.",
+                "parameters": [
+                    _query("projectName", _PROJECT, required=True),
+                    _query("environmentName", _ENVIRONMENT),
+                    _query("deploymentId", {"type": "string", "minLength": 1}),
+                    _query("serviceName", _SERVICE),
+                ],
+                "responses": {
+                    "200": {"description": "Status", "content": _json(StatusResponse)},
+                    **_errors(404),
+                },
+            }
+        },
+        "/v1/deployments/runs/{deploymentRunId}": {
+            "get": {
+                "summary": "One deployment run (ours): where it goes and how it stands.",
+                "parameters": [
+                    {
+                        "name": "deploymentRunId",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": {"description": "The run", "content": _json(RunResponse)},
+                    **_errors(404),
+                },
+            }
+        },
+        "/v1/events": {
+            "get": {
+                "summary": "Server-sent events of one environment (ours): deployment.step,"
+                " deployment.status, run.completed. Reconnect with Last-Event-ID.",
+                "parameters": [
+                    _query("projectName", _PROJECT, required=True),
+                    _query("environmentName", _ENVIRONMENT, required=True),
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "An endless event stream",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    **_errors(404),
+                },
+            }
+        },
+    }
+    document = {
+        "openapi": "3.1.0",
+        "info": {"title": "Compartment control plane (local)", "version": __version__},
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+    }
+    return msgspec.json.encode(document)

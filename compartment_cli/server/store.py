@@ -1,0 +1,550 @@
+"""The control plane's state in SQLite (WAL): projects, environments, artifacts,
+runs, deployments, routes and the event log.
+
+One connection, used only from the event loop's thread: every statement is
+short and local, so nothing here awaits. Rows come back as small dataclasses;
+``read_summary`` turns a deployment into the wire shape the API serves.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+
+from compartment_cli.models.api import (
+    DeploymentStatus,
+    DeploymentSummary,
+    EnvironmentSummary,
+    Health,
+    OperationStatus,
+    OperationSummary,
+    ProjectSummary,
+    PromotionStage,
+    ReadSummary,
+    ResolvedBuildConfig,
+    ResolvedReadinessConfig,
+    ResolvedRunConfig,
+    RunStatus,
+)
+from compartment_cli.models.descriptor import ROUTED_KINDS, ServiceConfig
+
+LOCAL_ORGANIZATION_ID = "org_local"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS projects (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS environments (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL REFERENCES projects(id),
+    name TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    UNIQUE (project_id, name)
+);
+CREATE TABLE IF NOT EXISTS artifacts (
+    digest TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    project_id TEXT NOT NULL REFERENCES projects(id),
+    environment_id TEXT NOT NULL REFERENCES environments(id),
+    source_environment_id TEXT REFERENCES environments(id),
+    move_key TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    completed_at TEXT
+);
+CREATE TABLE IF NOT EXISTS deployments (
+    id TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    environment_id TEXT NOT NULL REFERENCES environments(id),
+    service_name TEXT NOT NULL,
+    artifact_digest TEXT NOT NULL REFERENCES artifacts(digest),
+    config TEXT NOT NULL,
+    status TEXT NOT NULL,
+    promotion_stage TEXT NOT NULL,
+    health TEXT NOT NULL,
+    is_active INTEGER NOT NULL DEFAULT 0,
+    failure_message TEXT,
+    created_at TEXT NOT NULL,
+    completed_at TEXT,
+    previous_id TEXT
+);
+CREATE INDEX IF NOT EXISTS deployments_by_env ON deployments (environment_id, created_at);
+CREATE INDEX IF NOT EXISTS deployments_by_run ON deployments (run_id);
+CREATE TABLE IF NOT EXISTS routes (
+    environment_id TEXT NOT NULL REFERENCES environments(id),
+    service_name TEXT NOT NULL,
+    port INTEGER NOT NULL UNIQUE,
+    PRIMARY KEY (environment_id, service_name)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    project_name TEXT NOT NULL,
+    environment_name TEXT NOT NULL,
+    type TEXT NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_env ON events (project_name, environment_name, id);
+"""
+
+
+def now() -> str:
+    """ISO-8601 in UTC with milliseconds, as every timestamp on the wire."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(10)}"
+
+
+@dataclass(frozen=True)
+class Project:
+    id: str
+    name: str
+    created_at: str
+    updated_at: str
+
+    def summary(self) -> ProjectSummary:
+        return ProjectSummary(
+            id=self.id,
+            name=self.name,
+            organization_id=LOCAL_ORGANIZATION_ID,
+            archived_at=None,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+        )
+
+
+@dataclass(frozen=True)
+class Environment:
+    id: str
+    project_id: str
+    name: str
+    created_at: str
+    updated_at: str
+
+    def summary(self) -> EnvironmentSummary:
+        return EnvironmentSummary(
+            id=self.id,
+            name=self.name,
+            project_id=self.project_id,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+        )
+
+
+@dataclass(frozen=True)
+class Run:
+    id: str
+    type: str
+    project_id: str
+    environment_id: str
+    source_environment_id: str | None
+    move_key: str
+    status: RunStatus
+    created_at: str
+    completed_at: str | None
+
+
+@dataclass(frozen=True)
+class Deployment:
+    id: str
+    run_id: str
+    environment_id: str
+    service_name: str
+    artifact_digest: str
+    config: str
+    status: DeploymentStatus
+    promotion_stage: PromotionStage
+    health: Health
+    is_active: int
+    failure_message: str | None
+    created_at: str
+    completed_at: str | None
+    previous_id: str | None
+    """The deployment this one replaces when it becomes active."""
+
+    @property
+    def service(self) -> ServiceConfig:
+        return msgspec.json.decode(self.config, type=ServiceConfig)
+
+
+_OPERATION_STATUS: dict[str, OperationStatus] = {
+    "queued": "queued",
+    "running": "running",
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "stopped": "succeeded",
+}
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Everything inside commits together or not at all."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # --- projects and environments ------------------------------------------
+
+    def project(self, name: str) -> Project | None:
+        row = self._db.execute(
+            "SELECT id, name, created_at, updated_at FROM projects WHERE name = ?", (name,)
+        ).fetchone()
+        return Project(*row) if row else None
+
+    def project_by_id(self, project_id: str) -> Project:
+        row = self._db.execute(
+            "SELECT id, name, created_at, updated_at FROM projects WHERE id = ?", (project_id,)
+        ).fetchone()
+        return Project(*row)
+
+    def ensure_project(self, name: str) -> Project:
+        existing = self.project(name)
+        if existing:
+            return existing
+        stamp = now()
+        self._db.execute(
+            "INSERT INTO projects VALUES (?, ?, ?, ?)", (new_id("prj"), name, stamp, stamp)
+        )
+        project = self.project(name)
+        assert project is not None
+        return project
+
+    _ENV_COLUMNS = "id, project_id, name, created_at, updated_at"
+
+    def environment(self, project_id: str, name: str) -> Environment | None:
+        row = self._db.execute(
+            f"SELECT {self._ENV_COLUMNS} FROM environments WHERE project_id = ? AND name = ?",  # noqa: S608
+            (project_id, name),
+        ).fetchone()
+        return Environment(*row) if row else None
+
+    def environment_by_id(self, environment_id: str) -> Environment:
+        row = self._db.execute(
+            f"SELECT {self._ENV_COLUMNS} FROM environments WHERE id = ?",  # noqa: S608
+            (environment_id,),
+        ).fetchone()
+        return Environment(*row)
+
+    def ensure_environment(self, project_id: str, name: str) -> Environment:
+        existing = self.environment(project_id, name)
+        if existing:
+            return existing
+        stamp = now()
+        self._db.execute(
+            "INSERT INTO environments VALUES (?, ?, ?, ?, ?)",
+            (new_id("env"), project_id, name, stamp, stamp),
+        )
+        environment = self.environment(project_id, name)
+        assert environment is not None
+        return environment
+
+    def service_names(self, project_id: str) -> set[str]:
+        rows = self._db.execute(
+            "SELECT DISTINCT d.service_name FROM deployments d"
+            " JOIN environments e ON e.id = d.environment_id WHERE e.project_id = ?",
+            (project_id,),
+        )
+        return {row[0] for row in rows}
+
+    # --- artifacts ----------------------------------------------------------
+
+    def record_artifact(self, digest: str) -> None:
+        self._db.execute("INSERT OR IGNORE INTO artifacts VALUES (?, ?)", (digest, now()))
+
+    # --- runs and deployments -----------------------------------------------
+
+    _RUN_COLUMNS = (
+        "id, type, project_id, environment_id, source_environment_id, move_key, status,"
+        " created_at, completed_at"
+    )
+    _DEPLOYMENT_COLUMNS = (
+        "id, run_id, environment_id, service_name, artifact_digest, config, status,"
+        " promotion_stage, health, is_active, failure_message, created_at, completed_at,"
+        " previous_id"
+    )
+
+    def insert_run(self, run: Run) -> None:
+        self._db.execute(
+            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                run.id,
+                run.type,
+                run.project_id,
+                run.environment_id,
+                run.source_environment_id,
+                run.move_key,
+                run.status,
+                run.created_at,
+                run.completed_at,
+            ),
+        )
+
+    def insert_deployment(self, deployment: Deployment) -> None:
+        self._db.execute(
+            "INSERT INTO deployments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                deployment.id,
+                deployment.run_id,
+                deployment.environment_id,
+                deployment.service_name,
+                deployment.artifact_digest,
+                deployment.config,
+                deployment.status,
+                deployment.promotion_stage,
+                deployment.health,
+                deployment.is_active,
+                deployment.failure_message,
+                deployment.created_at,
+                deployment.completed_at,
+                deployment.previous_id,
+            ),
+        )
+
+    def run(self, run_id: str) -> Run | None:
+        row = self._db.execute(
+            f"SELECT {self._RUN_COLUMNS} FROM runs WHERE id = ?",  # noqa: S608
+            (run_id,),
+        ).fetchone()
+        return Run(*row) if row else None
+
+    def unfinished_runs(self) -> list[Run]:
+        rows = self._db.execute(
+            f"SELECT {self._RUN_COLUMNS} FROM runs"  # noqa: S608
+            " WHERE status IN ('queued', 'running') ORDER BY created_at"
+        )
+        return [Run(*row) for row in rows]
+
+    def count_runs(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM runs").fetchone()[0])
+
+    def finish_run(self, run_id: str, status: RunStatus) -> None:
+        self._db.execute(
+            "UPDATE runs SET status = ?, completed_at = ? WHERE id = ?", (status, now(), run_id)
+        )
+
+    def set_run_status(self, run_id: str, status: RunStatus) -> None:
+        self._db.execute("UPDATE runs SET status = ? WHERE id = ?", (status, run_id))
+
+    def deployment(self, deployment_id: str) -> Deployment | None:
+        row = self._db.execute(
+            f"SELECT {self._DEPLOYMENT_COLUMNS} FROM deployments WHERE id = ?",  # noqa: S608
+            (deployment_id,),
+        ).fetchone()
+        return Deployment(*row) if row else None
+
+    def run_deployments(self, run_id: str) -> list[Deployment]:
+        rows = self._db.execute(
+            f"SELECT {self._DEPLOYMENT_COLUMNS} FROM deployments"  # noqa: S608
+            " WHERE run_id = ? ORDER BY service_name",
+            (run_id,),
+        )
+        return [Deployment(*row) for row in rows]
+
+    def environment_deployments(
+        self, environment_id: str, *, service: str | None = None, limit: int = 100
+    ) -> list[Deployment]:
+        """Newest first."""
+        sql = f"SELECT {self._DEPLOYMENT_COLUMNS} FROM deployments WHERE environment_id = ?"  # noqa: S608
+        params: list[object] = [environment_id]
+        if service is not None:
+            sql += " AND service_name = ?"
+            params.append(service)
+        sql += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
+        params.append(limit)
+        return [Deployment(*row) for row in self._db.execute(sql, params)]
+
+    def active_deployments(
+        self, environment_id: str, *, service: str | None = None
+    ) -> list[Deployment]:
+        sql = (
+            f"SELECT {self._DEPLOYMENT_COLUMNS} FROM deployments"  # noqa: S608
+            " WHERE environment_id = ? AND is_active = 1"
+        )
+        params: list[object] = [environment_id]
+        if service is not None:
+            sql += " AND service_name = ?"
+            params.append(service)
+        sql += " ORDER BY service_name"
+        return [Deployment(*row) for row in self._db.execute(sql, params)]
+
+    def all_active_deployments(self) -> list[Deployment]:
+        rows = self._db.execute(
+            f"SELECT {self._DEPLOYMENT_COLUMNS} FROM deployments"  # noqa: S608
+            " WHERE is_active = 1 ORDER BY environment_id, service_name"
+        )
+        return [Deployment(*row) for row in rows]
+
+    def update_deployment(
+        self,
+        deployment_id: str,
+        *,
+        status: DeploymentStatus | None = None,
+        stage: PromotionStage | None = None,
+        health: Health | None = None,
+        is_active: bool | None = None,
+        failure_message: str | None = None,
+        completed: bool = False,
+    ) -> None:
+        sets: list[str] = []
+        params: list[object] = []
+        for column, value in (
+            ("status", status),
+            ("promotion_stage", stage),
+            ("health", health),
+            ("failure_message", failure_message),
+        ):
+            if value is not None:
+                sets.append(f"{column} = ?")
+                params.append(value)
+        if is_active is not None:
+            sets.append("is_active = ?")
+            params.append(int(is_active))
+        if completed:
+            sets.append("completed_at = ?")
+            params.append(now())
+        if not sets:
+            return
+        params.append(deployment_id)
+        self._db.execute(f"UPDATE deployments SET {', '.join(sets)} WHERE id = ?", params)  # noqa: S608
+
+    # --- routes ---------------------------------------------------------------
+
+    def route_port(self, environment_id: str, service_name: str) -> int | None:
+        row = self._db.execute(
+            "SELECT port FROM routes WHERE environment_id = ? AND service_name = ?",
+            (environment_id, service_name),
+        ).fetchone()
+        return int(row[0]) if row else None
+
+    def save_route(self, environment_id: str, service_name: str, port: int) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO routes VALUES (?, ?, ?)", (environment_id, service_name, port)
+        )
+
+    def routes(self) -> list[tuple[str, str, int]]:
+        rows = self._db.execute("SELECT environment_id, service_name, port FROM routes")
+        return [(row[0], row[1], int(row[2])) for row in rows]
+
+    # --- events ---------------------------------------------------------------
+
+    def append_event(self, project: str, environment: str, event_type: str, data: bytes) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO events (project_name, environment_name, type, data) VALUES (?, ?, ?, ?)",
+            (project, environment, event_type, data),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def events_after(
+        self, project: str, environment: str, after: int, *, limit: int = 1000
+    ) -> list[tuple[int, str, bytes]]:
+        rows = self._db.execute(
+            "SELECT id, type, data FROM events"
+            " WHERE project_name = ? AND environment_name = ? AND id > ? ORDER BY id LIMIT ?",
+            (project, environment, after, limit),
+        )
+        return [(int(row[0]), str(row[1]), bytes(row[2])) for row in rows]
+
+    def last_event_id(self) -> int:
+        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        return int(row[0]) if row else 0
+
+    # --- wire shapes ------------------------------------------------------------
+
+    def route_url(self, deployment: Deployment, host: str) -> str | None:
+        if deployment.service.kind not in ROUTED_KINDS:
+            return None
+        port = self.route_port(deployment.environment_id, deployment.service_name)
+        return f"http://{host}:{port}/" if port else None
+
+    def read_summary(self, deployment: Deployment, *, route_host: str) -> ReadSummary:
+        run = self.run(deployment.run_id)
+        assert run is not None
+        return ReadSummary(
+            id=deployment.id,
+            service_name=deployment.service_name,
+            deployment_run_id=deployment.run_id,
+            status=deployment.status,
+            promotion_stage=deployment.promotion_stage,
+            health=deployment.health,
+            is_active=bool(deployment.is_active),
+            label=None,
+            route_url=self.route_url(deployment, route_host),
+            failure_message=deployment.failure_message,
+            created_at=deployment.created_at,
+            completed_at=deployment.completed_at,
+            rollback_available=deployment.status == "succeeded" and not deployment.is_active,
+            operation=OperationSummary(
+                type=run.type,
+                status=_OPERATION_STATUS[deployment.status],
+                created_at=run.created_at,
+                completed_at=deployment.completed_at,
+            ),
+        )
+
+    def deployment_summary(self, deployment: Deployment, *, route_host: str) -> DeploymentSummary:
+        read = self.read_summary(deployment, route_host=route_host)
+        service = deployment.service
+        return DeploymentSummary(
+            id=read.id,
+            service_name=read.service_name,
+            status=read.status,
+            health=read.health,
+            route_url=read.route_url,
+            failure_message=read.failure_message,
+            is_active=read.is_active,
+            label=read.label,
+            created_at=read.created_at,
+            completed_at=read.completed_at,
+            operation=read.operation,
+            promotion_stage=read.promotion_stage,
+            readiness=(
+                ResolvedReadinessConfig(
+                    path=service.readiness.path, timeout_ms=service.readiness.timeout_ms
+                )
+                if service.readiness
+                else None
+            ),
+            rollback_available=read.rollback_available,
+            build=ResolvedBuildConfig(
+                command=service.build.command if service.build else None,
+                strategy=service.build.strategy if service.build else "auto",
+            ),
+            run=ResolvedRunConfig(command=service.run.command if service.run else None),
+        )
+
+    def read_summaries(
+        self, deployments: Iterable[Deployment], *, route_host: str
+    ) -> list[ReadSummary]:
+        return [self.read_summary(d, route_host=route_host) for d in deployments]
