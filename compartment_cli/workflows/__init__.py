@@ -1,0 +1,1 @@
+"""The CLI's workflows: steps that return typed results and never print."""
