@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import anyio.to_thread
 import msgspec
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.applications import Starlette
@@ -39,6 +40,7 @@ from compartment_cli.models.api import (
     ServiceName,
     StatusResponse,
 )
+from compartment_cli.models.descriptor import DeployManifest
 from compartment_cli.server.artifacts import ArchiveError, ArtifactStore, read_deploy_archive
 from compartment_cli.server.bus import EventBus
 from compartment_cli.server.openapi import openapi_document
@@ -302,18 +304,22 @@ async def deploy(request: Request) -> Response:
         staging = work / "staging"
         staging.mkdir()
         try:
-            manifest, trees = read_deploy_archive(
-                archive, staging, max_bytes=state.max_upload_bytes
+            manifest, digests = await anyio.to_thread.run_sync(
+                _store_upload, state.artifacts, archive, staging, state.max_upload_bytes
             )
         except ArchiveError as exc:
             raise Refusal(exc.status, exc.code, exc.message) from None
-        digests = {}
-        for name, tree in trees.items():
-            digest, _path, _created = state.artifacts.put(tree)
-            digests[name] = digest
         return json_response(state.orchestrator.deploy(manifest, digests))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _store_upload(
+    artifacts: ArtifactStore, archive: Path, staging: Path, max_bytes: int
+) -> tuple[DeployManifest, dict[str, str]]:
+    """Check and unpack the archive, then store each service's tree (off the event loop)."""
+    manifest, trees = read_deploy_archive(archive, staging, max_bytes=max_bytes)
+    return manifest, {name: artifacts.put(tree)[0] for name, tree in trees.items()}
 
 
 async def _receive_upload(request: Request, path: Path, limit: int) -> None:

@@ -14,6 +14,7 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -181,6 +182,10 @@ def serve(options: ServerOptions) -> int:
         timeout_graceful_shutdown=3,
     )
     server = uvicorn.Server(config)
+    # uvicorn re-raises the signal that stopped it once it is done; a handler of
+    # our own turns that into a clean exit 0 after an orderly shutdown.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: None)
     try:
         server.run()
     except SystemExit:  # uvicorn exits when it cannot bind after all

@@ -128,6 +128,7 @@ class Orchestrator:
         self._by_move: dict[str, _InFlight] = {}
         self._by_target: dict[tuple[str, str], _InFlight] = {}
         self._closing = False
+        self._build_locks: dict[str, asyncio.Lock] = {}
 
     # --- admission (synchronous) -------------------------------------------------
 
@@ -464,12 +465,18 @@ class Orchestrator:
                 continue
             self._update(context, candidate.deployment.id, stage="building_image")
             self._step(context, candidate, "building_image", "running", f"running {command!r}")
-            ok, message = await run_build(
-                self._artifacts.path(digest),
-                command,
-                log_path=self._log_path(candidate.deployment),
-                timeout=BUILD_TIMEOUT_S,
-            )
+            # Two environments may deploy the same new artifact at once: one builds.
+            async with self._build_locks.setdefault(digest, asyncio.Lock()):
+                if self._artifacts.is_built(digest):
+                    ok, message = True, "built meanwhile by another run"
+                else:
+                    ok, message = await run_build(
+                        self._artifacts.path(digest),
+                        command,
+                        log_path=self._log_path(candidate.deployment),
+                        timeout=BUILD_TIMEOUT_S,
+                        env=candidate.config.build.env if candidate.config.build else None,
+                    )
             self._step(
                 context, candidate, "building_image", "succeeded" if ok else "failed", message
             )
