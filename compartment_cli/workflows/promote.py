@@ -1,0 +1,82 @@
+"""``compartment promote``: request a promotion and follow it to its end."""
+
+from __future__ import annotations
+
+import httpx
+import msgspec
+
+from compartment_cli.client.api import ApiClient
+from compartment_cli.client.connection import Connection
+from compartment_cli.errors import UsageError
+from compartment_cli.models.api import PromoteRequest
+from compartment_cli.models.result import RunResult
+from compartment_cli.workflows.watch import (
+    Progress,
+    RunTarget,
+    WaitOptions,
+    follow_run,
+    open_client,
+    target_of,
+)
+
+__all__ = ["promote", "promote_request", "run_promote"]
+
+
+def promote_request(
+    project: str, source: str, target: str, service: str | None = None
+) -> PromoteRequest:
+    """The request body, checked as strictly as the API checks it (``UsageError`` if not)."""
+    body: dict[str, str] = {
+        "projectName": project,
+        "sourceEnvironmentName": source,
+        "targetEnvironmentName": target,
+    }
+    if service is not None:
+        body["serviceName"] = service
+    try:
+        return msgspec.convert(body, PromoteRequest)
+    except msgspec.ValidationError as exc:
+        raise UsageError(_explain(str(exc)), code="invalid_name") from None
+
+
+def _explain(detail: str) -> str:
+    flags = {
+        "$.projectName": "--project (a slug: lowercase letters, digits and -, starting "
+        "with a letter, at most 63 characters)",
+        "$.sourceEnvironmentName": "--from (1 to 63 characters)",
+        "$.targetEnvironmentName": "--to (1 to 63 characters)",
+        "$.serviceName": "--service (lowercase letters, digits, _ and -, at most 63 characters)",
+    }
+    for path, flag in flags.items():
+        if path in detail:
+            return f"invalid {flag}: {detail.split(' - at ')[0]}"
+    return detail
+
+
+async def promote(
+    http: httpx.AsyncClient, request: PromoteRequest, progress: Progress, wait: WaitOptions
+) -> RunResult:
+    """Subscribe to the target's events, POST the promotion, wait for its run to end."""
+
+    async def start(api: ApiClient) -> RunTarget:
+        response = await api.promote(request)
+        return target_of(
+            response, source_environment=request.source_environment_name, kind="promote"
+        )
+
+    return await follow_run(
+        http,
+        project=request.project_name,
+        environment=request.target_environment_name,
+        start=start,
+        progress=progress,
+        wait=wait,
+        kind="promote",
+    )
+
+
+async def run_promote(
+    connection: Connection, request: PromoteRequest, progress: Progress, wait: WaitOptions
+) -> RunResult:
+    async with open_client(connection) as http:
+        return await promote(http, request, progress, wait)

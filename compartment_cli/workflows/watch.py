@@ -1,0 +1,494 @@
+"""Waiting for a deployment run to end, the same way for promote, deploy and watch.
+
+``follow_run`` runs one anyio task group:
+
+1. a task opens the target environment's event stream and reports
+   "subscribed" through ``tg.start`` (or that there is no stream);
+2. only then is the run started (``start``: the POST of promote or deploy, or
+   for ``deployment watch`` a second look at the run), so no event of it can
+   be missed;
+3. the run's own events (by run id and deployment ids) go to ``Progress``
+   until its ``run.completed``; without a stream, or if it goes away,
+   ``/v1/deployments/status`` is polled once a second instead;
+4. the final state is read once from ``/v1/deployments/status`` and returned
+   as a ``RunResult``.
+
+``--timeout`` bounds step 3 only (``WaitTimedOut``); Ctrl-C anywhere is
+``Interrupted``. Both carry the run id, so the message can say how to follow
+the run again. Nothing here prints: progress goes to ``Progress``.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal, Protocol
+
+import anyio
+import httpx
+from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from compartment_cli.client.api import DEFAULT_RETRY, ApiClient, RetryPolicy, open_http_client
+from compartment_cli.client.connection import Connection
+from compartment_cli.client.events import (
+    DEFAULT_STALL_TIMEOUT,
+    RECONNECT_RETRY,
+    EventStream,
+    NoEventStream,
+)
+from compartment_cli.errors import CompartmentError, Interrupted, WaitTimedOut
+from compartment_cli.models.api import (
+    DeployResponse,
+    NameRef,
+    ReadSummary,
+    RunStatus,
+    is_done,
+)
+from compartment_cli.models.events import (
+    DeploymentEvent,
+    RunCompletedEvent,
+    StatusEvent,
+    StepEvent,
+    run_id_of,
+)
+from compartment_cli.models.result import RunResult
+
+__all__ = [
+    "NullProgress",
+    "Progress",
+    "RunTarget",
+    "WaitOptions",
+    "follow_run",
+    "open_client",
+    "run_watch",
+    "target_of",
+    "unwrap_group",
+    "watch_run",
+]
+
+FINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed"})
+
+
+class Progress(Protocol):
+    """What a front end hears while a run is followed; every method returns at once."""
+
+    def run_started(self, target: RunTarget) -> None:
+        """The run is known: its id, environment and deployments."""
+
+    def step(self, event: StepEvent) -> None:
+        """A step of one of the run's deployments changed (event stream only)."""
+
+    def deployment_changed(self, deployment: ReadSummary) -> None:
+        """A deployment's status or stage changed (event stream or polling)."""
+
+    def notice(self, message: str) -> None:
+        """Something worth a line in verbose mode (a reconnect, falling back to polling)."""
+
+    def warning(self, message: str) -> None:
+        """Something always worth a line (an event that could not be read)."""
+
+
+class NullProgress:
+    """Hears nothing."""
+
+    def run_started(self, target: RunTarget) -> None:
+        pass
+
+    def step(self, event: StepEvent) -> None:
+        pass
+
+    def deployment_changed(self, deployment: ReadSummary) -> None:
+        pass
+
+    def notice(self, message: str) -> None:
+        pass
+
+    def warning(self, message: str) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class RunTarget:
+    """A run being followed and where it goes."""
+
+    run_id: str
+    project: str
+    environment: str
+    source_environment: str | None
+    services: dict[str, str]
+    """Deployment id → service name."""
+    kind: Literal["promote", "deploy"] = "promote"
+    final_status: RunStatus | None = None
+    """Set when the run had already ended when it was looked up."""
+    created_at: str | None = None
+    """When the control plane created the run (known for ``deployment watch``)."""
+    completed_at: str | None = None
+    deployments: list[ReadSummary] = field(default_factory=list)
+    """The run's deployments as last seen, when the run had already ended."""
+
+
+def target_of(
+    response: DeployResponse, *, source_environment: str | None, kind: Literal["promote", "deploy"]
+) -> RunTarget:
+    return RunTarget(
+        run_id=response.deployment_run_id,
+        project=response.project.name,
+        environment=response.environment.name,
+        source_environment=source_environment,
+        services={d.id: d.service_name for d in response.deployments},
+        kind=kind,
+    )
+
+
+@dataclass(frozen=True)
+class WaitOptions:
+    timeout: float | None = 15 * 60.0
+    """Seconds to wait for the run to end; None: no limit."""
+    poll_interval: float = 1.0
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT
+    api_retry: RetryPolicy = DEFAULT_RETRY
+    connect_retry: RetryPolicy = DEFAULT_RETRY
+    reconnect_retry: RetryPolicy = RECONNECT_RETRY
+    handle_sigint: bool = True
+    """Turn Ctrl-C into ``Interrupted`` (needs the main thread)."""
+
+
+@asynccontextmanager
+async def open_client(
+    connection: Connection, *, transport: httpx.AsyncBaseTransport | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The HTTP client of one command, closed (shielded, bounded) when it is done."""
+    http = open_http_client(connection.api_url, connection.headers(), transport=transport)
+    try:
+        yield http
+    finally:
+        with anyio.move_on_after(5, shield=True):
+            await http.aclose()
+
+
+def unwrap_group(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The one exception of a task group that explains its failure: a ``CompartmentError``
+    when there is one, else the only exception; None when there are several others."""
+    leaves: list[BaseException] = []
+
+    def collect(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                collect(inner)
+        else:
+            leaves.append(exc)
+
+    collect(group)
+    for leaf in leaves:
+        if isinstance(leaf, CompartmentError):
+            return leaf
+    return leaves[0] if len(leaves) == 1 else None
+
+
+# --- the task group --------------------------------------------------------------------------
+
+
+@dataclass
+class _Tracker:
+    """Where the command is, for the message of a Ctrl-C."""
+
+    phase: Literal["subscribing", "requesting", "waiting", "reading"] = "subscribing"
+    kind: str = "promotion"
+    run_id: str | None = None
+
+
+_STREAM_GONE = None  # sent by the follower when the stream disappears mid-run
+_Item = tuple[int, DeploymentEvent] | None
+
+
+async def follow_run(
+    http: httpx.AsyncClient,
+    *,
+    project: str,
+    environment: str,
+    start: Callable[[ApiClient], Awaitable[RunTarget]],
+    progress: Progress,
+    wait: WaitOptions,
+    kind: Literal["promote", "deploy"] = "promote",
+) -> RunResult:
+    """Subscribe to ``environment``'s events, ``start`` the run, wait for it, read its result."""
+    api = ApiClient(http, retry=wait.api_retry)
+    tracker = _Tracker(kind="promotion" if kind == "promote" else "deployment")
+    send, receive = anyio.create_memory_object_stream[_Item](1024)
+    try:
+        async with anyio.create_task_group() as tg:
+            if wait.handle_sigint:
+                await tg.start(_interrupt_on_sigint, tracker)
+            streaming = await tg.start(
+                _follow_events, http, project, environment, send, progress, wait
+            )
+            tracker.phase = "requesting"
+            clock = time.monotonic()
+            target = await start(api)
+            tracker.run_id = target.run_id
+            tracker.phase = "waiting"
+            progress.run_started(target)
+            status, deployments = await _wait(
+                api, target, receive if streaming else None, progress, wait
+            )
+            elapsed_ms = int((time.monotonic() - clock) * 1000)
+            tracker.phase = "reading"
+            result = await _final_result(api, target, status, deployments, elapsed_ms)
+            tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        single = unwrap_group(group)
+        if single is None:
+            raise
+        raise single from None
+    finally:
+        receive.close()
+    return result
+
+
+async def _interrupt_on_sigint(
+    tracker: _Tracker, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT) as signals:
+        task_status.started()
+        async for _ in signals:
+            raise _interrupted(tracker)
+
+
+def _interrupted(tracker: _Tracker) -> Interrupted:
+    if tracker.run_id is not None:
+        return Interrupted("Interrupted.", run_id=tracker.run_id)
+    if tracker.phase == "requesting":
+        return Interrupted(
+            f"Interrupted while the {tracker.kind} was being requested; it may have started. "
+            "See: compartment deployment list"
+        )
+    return Interrupted(f"Interrupted before the {tracker.kind} was requested; nothing was started.")
+
+
+async def _follow_events(
+    http: httpx.AsyncClient,
+    project: str,
+    environment: str,
+    send: MemoryObjectSendStream[_Item],
+    progress: Progress,
+    wait: WaitOptions,
+    *,
+    task_status: TaskStatus[bool] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Forward the environment's events; report True once subscribed, False if no stream."""
+    subscribed = False
+    with send:
+        stream = EventStream(
+            http,
+            project=project,
+            environment=environment,
+            stall_timeout=wait.stall_timeout,
+            connect_retry=wait.connect_retry,
+            reconnect_retry=wait.reconnect_retry,
+            on_warning=progress.warning,
+            on_reconnect=lambda reason: progress.notice(f"{reason}; reconnecting"),
+        )
+        try:
+            async with stream:
+                subscribed = True
+                task_status.started(True)
+                async for item in stream:
+                    await send.send(item)
+        except NoEventStream:
+            if not subscribed:
+                task_status.started(False)
+                return
+            await send.send(_STREAM_GONE)
+
+
+async def _wait(
+    api: ApiClient,
+    target: RunTarget,
+    events: MemoryObjectReceiveStream[_Item] | None,
+    progress: Progress,
+    wait: WaitOptions,
+) -> tuple[RunStatus, list[ReadSummary]]:
+    """The run's final status and deployments, from its ``run.completed`` or by polling."""
+    if target.final_status is not None:
+        return target.final_status, target.deployments
+    with anyio.move_on_after(math.inf if wait.timeout is None else wait.timeout) as scope:
+        seen: dict[str, tuple[str, str]] = {}
+        if events is not None:
+            completed = await _wait_for_events(events, target, progress, seen)
+            if completed is not None:
+                return completed.status, completed.deployments
+            progress.notice("the event stream is gone; polling for status instead")
+        deployments = await _poll(api, target, progress, seen, wait.poll_interval)
+        return _status_of(deployments), deployments
+    assert scope.cancelled_caught
+    waited = "forever" if wait.timeout is None else f"{wait.timeout:g}s"
+    raise WaitTimedOut(
+        f"Timed out after {waited} waiting for run {target.run_id} to finish.",
+        run_id=target.run_id,
+    )
+
+
+def _changed(seen: dict[str, tuple[str, str]], deployment: ReadSummary) -> bool:
+    key = (deployment.status, deployment.promotion_stage)
+    if seen.get(deployment.id) == key:
+        return False
+    seen[deployment.id] = key
+    return True
+
+
+async def _wait_for_events(
+    events: MemoryObjectReceiveStream[_Item],
+    target: RunTarget,
+    progress: Progress,
+    seen: dict[str, tuple[str, str]],
+) -> RunCompletedEvent | None:
+    """The run's ``run.completed``; None when the stream went away first."""
+    async for item in events:
+        if item is _STREAM_GONE:
+            return None
+        _, event = item
+        if run_id_of(event) != target.run_id:
+            continue
+        if isinstance(event, StepEvent):
+            if not target.services or event.deployment_id in target.services:
+                progress.step(event)
+        elif isinstance(event, StatusEvent):
+            deployment = event.deployment
+            if (not target.services or deployment.id in target.services) and _changed(
+                seen, deployment
+            ):
+                progress.deployment_changed(deployment)
+        else:
+            return event
+    return None
+
+
+async def _poll(
+    api: ApiClient,
+    target: RunTarget,
+    progress: Progress,
+    seen: dict[str, tuple[str, str]],
+    interval: float,
+) -> list[ReadSummary]:
+    """Poll each of the run's deployments once per ``interval`` until all are done."""
+    current: dict[str, ReadSummary] = {}
+    while True:
+        for deployment_id in target.services:
+            if deployment_id in current and is_done(current[deployment_id]):
+                continue
+            status = await api.status(
+                target.project, target.environment, deployment_id=deployment_id
+            )
+            for deployment in (*status.deployments, *status.active_deployments):
+                if deployment.id == deployment_id:
+                    current[deployment_id] = deployment
+                    if _changed(seen, deployment):
+                        progress.deployment_changed(deployment)
+                    break
+        if len(current) == len(target.services) and all(map(is_done, current.values())):
+            return list(current.values())
+        await anyio.sleep(interval)
+
+
+def _status_of(deployments: list[ReadSummary]) -> RunStatus:
+    return "succeeded" if all(d.status == "succeeded" for d in deployments) else "failed"
+
+
+async def _final_result(
+    api: ApiClient,
+    target: RunTarget,
+    status: RunStatus,
+    deployments: list[ReadSummary],
+    elapsed_ms: int,
+) -> RunResult:
+    """The run's final state, read once: its deployments and the environment's active ones."""
+    final = await api.status(target.project, target.environment)
+    mine = [d for d in final.deployments if d.deployment_run_id == target.run_id]
+    if not mine:  # older than the status list reaches back
+        mine = deployments
+    duration_ms = elapsed_ms
+    if target.created_at is not None:
+        started = _parse_time(target.created_at)
+        ended = _parse_time(target.completed_at) or datetime.now(UTC)
+        if started is not None:
+            duration_ms = max(0, int((ended - started).total_seconds() * 1000))
+    return RunResult(
+        deployment_run_id=target.run_id,
+        status=status,
+        project=NameRef(name=final.project.name),
+        source_environment=(
+            None if target.source_environment is None else NameRef(name=target.source_environment)
+        ),
+        environment=NameRef(name=final.environment.name),
+        deployments=sorted(mine, key=lambda d: d.service_name),
+        active_deployments=final.active_deployments,
+        duration_ms=duration_ms,
+    )
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+# --- deployment watch ------------------------------------------------------------------------
+
+
+async def watch_run(
+    http: httpx.AsyncClient, run_id: str, progress: Progress, wait: WaitOptions
+) -> RunResult:
+    """Follow the run ``run_id`` to its end, or report it if it has ended."""
+    api = ApiClient(http, retry=wait.api_retry)
+    first = await api.get_run(run_id)
+
+    async def look_again(api: ApiClient) -> RunTarget:
+        # Subscribed by now: if the run is still going, its end will be seen.
+        run = first if first.status in FINAL_STATUSES else await api.get_run(run_id)
+        return RunTarget(
+            run_id=run.deployment_run_id,
+            project=run.project.name,
+            environment=run.environment.name,
+            source_environment=None
+            if run.source_environment is None
+            else run.source_environment.name,
+            services={d.id: d.service_name for d in run.deployments},
+            kind=run.type,
+            final_status=run.status if run.status in FINAL_STATUSES else None,
+            created_at=run.created_at,
+            completed_at=run.completed_at,
+            deployments=run.deployments,
+        )
+
+    if first.status in FINAL_STATUSES:
+        target = await look_again(api)
+        progress.run_started(target)
+        return await _final_result(api, target, first.status, target.deployments, 0)
+    result = await follow_run(
+        http,
+        project=first.project.name,
+        environment=first.environment.name,
+        start=look_again,
+        progress=progress,
+        wait=wait,
+        kind=first.type,
+    )
+    return result
+
+
+async def run_watch(
+    connection: Connection, run_id: str, progress: Progress, wait: WaitOptions
+) -> RunResult:
+    """``compartment deployment watch``: ``watch_run`` over a client of ``connection``."""
+    async with open_client(connection) as http:
+        return await watch_run(http, run_id, progress, wait)
