@@ -1,0 +1,423 @@
+"""The typer app: commands parse and validate their flags, then hand over.
+
+Each command builds its options, then runs one workflow with anyio inside
+``Output.run``, which prints the result or the error and decides the exit
+code (``compartment_cli.errors.ExitCode``). Heavy modules (httpx, the
+workflows, the server) are imported inside command bodies only.
+
+``run`` calls typer in non-standalone mode so that usage errors typer itself
+finds (a missing ``--to``, ``--output yaml``) still give one JSON document on
+stdout when ``--output json`` was asked for, and exit 2 either way.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from typer._click.exceptions import ClickException
+
+from compartment_cli import __version__
+from compartment_cli.errors import EXIT_CODE_HELP, ExitCode, UsageError
+
+if TYPE_CHECKING:
+    from compartment_cli.cli.output import Output
+    from compartment_cli.client.connection import Connection
+    from compartment_cli.models.descriptor import Descriptor
+    from compartment_cli.workflows.watch import WaitOptions
+
+# `\b` keeps click from re-wrapping the table.
+EXIT_CODES_EPILOG = "\b\n" + EXIT_CODE_HELP
+
+app = typer.Typer(
+    name="compartment",
+    help="Deploy and promote Compartment services, and run a local control plane.",
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+deployment_app = typer.Typer(
+    help="Look at deployments and follow deployment runs.",
+    rich_markup_mode=None,
+    no_args_is_help=True,
+)
+app.add_typer(deployment_app, name="deployment")
+
+
+class OutputFormat(enum.StrEnum):
+    text = "text"
+    json = "json"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"compartment {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", "-V", help="Show the version and exit.", callback=_version),
+    ] = False,
+) -> None:
+    """Deploy and promote Compartment services, and run a local control plane."""
+
+
+# --- shared options ------------------------------------------------------------------------
+
+ProjectOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--project", help="Project slug. If omitted, read from compartment.yml.", show_default=False
+    ),
+]
+ServiceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--service", help="One service only. If omitted, all services.", show_default=False
+    ),
+]
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Print progress events as they occur (stderr).")
+]
+OutputOpt = Annotated[
+    OutputFormat,
+    typer.Option(
+        "--output",
+        "-o",
+        help="text, or json: one JSON document on stdout whatever happens.",
+        case_sensitive=False,
+    ),
+]
+TimeoutOpt = Annotated[
+    str,
+    typer.Option(
+        "--timeout",
+        help="How long to wait for the run to finish (e.g. 90s, 15m, 1h); 0 waits forever. "
+        "Bounds the wait, not the run.",
+    ),
+]
+RemoteOpt = Annotated[
+    str | None,
+    typer.Option("--remote", help="Remote of the CLI config file to use.", show_default=False),
+]
+ApiUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--api-url",
+        help="Control plane URL (overrides COMPARTMENT_API_URL and the config file).",
+        show_default=False,
+    ),
+]
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+
+
+def parse_duration(text: str, flag: str = "--timeout") -> float | None:
+    """Seconds in ``text`` (``90``, ``90s``, ``15m``, ``1h30m``, ``500ms``); ``0``: None."""
+    value = text.strip().lower()
+    if re.fullmatch(r"\d+(?:\.\d+)?", value):
+        seconds = float(value)
+    else:
+        parts = _DURATION_PART.findall(value)
+        if not value or "".join(n + u for n, u in parts) != value:
+            raise UsageError(
+                f"{flag} {text!r} is not a duration (e.g. 30s, 15m, 1h, or 0 for no limit)",
+                code="invalid_duration",
+            )
+        scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+        seconds = sum(float(n) * scale[u] for n, u in parts)
+    return None if seconds == 0 else seconds
+
+
+def _output(output: OutputFormat, verbose: bool) -> Output:
+    from compartment_cli.cli.output import Output
+
+    return Output.create(json=output is OutputFormat.json, verbose=verbose)
+
+
+def _connection(api_url: str | None, remote: str | None) -> Connection:
+    from compartment_cli.client.connection import resolve_connection
+
+    return resolve_connection(api_url=api_url, remote=remote)
+
+
+def _project(
+    project: str | None, service: str | None
+) -> tuple[str, Descriptor | None, Path | None]:
+    """The project slug and, when there is one, the validated compartment.yml and its directory.
+
+    compartment.yml is always validated when found, even with ``--project``,
+    like the official CLI; ``--service`` must then name one of its services.
+    """
+    from compartment_cli.project import NOT_FOUND_MESSAGE, find_project_file, load_project_file
+
+    path = find_project_file(Path.cwd())
+    descriptor = load_project_file(path) if path is not None else None
+    if project is None:
+        if descriptor is None:
+            raise UsageError(NOT_FOUND_MESSAGE, code="project_file_not_found")
+        project = descriptor.name
+    if (
+        service is not None
+        and descriptor is not None
+        and descriptor.name == project
+        and service not in descriptor.services
+    ):
+        known = ", ".join(sorted(descriptor.services))
+        raise UsageError(
+            f"--service {service!r} is not a service of compartment.yml (services: {known})",
+            code="service_not_in_project",
+        )
+    return project, descriptor, None if path is None else path.parent
+
+
+def _wait_options(timeout: str) -> WaitOptions:
+    from compartment_cli.workflows.watch import WaitOptions
+
+    return WaitOptions(timeout=parse_duration(timeout))
+
+
+# --- promote ---------------------------------------------------------------------------------
+
+
+@app.command(epilog=EXIT_CODES_EPILOG)
+def promote(
+    source: Annotated[str, typer.Option("--from", help="Source environment.", show_default=False)],
+    target: Annotated[str, typer.Option("--to", help="Target environment.", show_default=False)],
+    project: ProjectOpt = None,
+    service: ServiceOpt = None,
+    verbose: VerboseOpt = False,
+    output: OutputOpt = OutputFormat.text,
+    timeout: TimeoutOpt = "15m",
+    remote: RemoteOpt = None,
+    api_url: ApiUrlOpt = None,
+) -> None:
+    """Make the deployment active in one environment the active one in another.
+
+    No new build runs: the same artifact is promoted, and traffic switches as
+    soon as the promoted deployment passes its readiness checks. All services
+    move together unless --service names one.
+    """
+    out = _output(output, verbose)
+
+    def body() -> object:
+        from compartment_cli.workflows.promote import promote_request, run_promote
+
+        if source == target:
+            raise UsageError(
+                f"--from and --to both name {source!r}; promote between two environments",
+                code="same_environment",
+            )
+        wait = _wait_options(timeout)
+        project_name, _, _ = _project(project, service)
+        request = promote_request(project_name, source, target, service)
+        connection = _connection(api_url, remote)
+        return out.wait_for_run(lambda progress: run_promote(connection, request, progress, wait))
+
+    raise typer.Exit(out.run(body))
+
+
+# --- deploy ----------------------------------------------------------------------------------
+
+
+@app.command(epilog=EXIT_CODES_EPILOG)
+def deploy(
+    environment: Annotated[
+        str, typer.Option("--env", "-e", help="Environment to deploy to.")
+    ] = "production",
+    project: ProjectOpt = None,
+    service: ServiceOpt = None,
+    verbose: VerboseOpt = False,
+    output: OutputOpt = OutputFormat.text,
+    timeout: TimeoutOpt = "15m",
+    remote: RemoteOpt = None,
+    api_url: ApiUrlOpt = None,
+) -> None:
+    """Pack the services of compartment.yml, upload them and wait for them to be active."""
+    out = _output(output, verbose)
+
+    def body() -> object:
+        from compartment_cli.project import NOT_FOUND_MESSAGE
+        from compartment_cli.workflows.deploy import DeployOptions, run_deploy
+
+        wait = _wait_options(timeout)
+        project_name, descriptor, project_dir = _project(project, service)
+        if descriptor is None or project_dir is None:
+            raise UsageError(NOT_FOUND_MESSAGE, code="project_file_not_found")
+        if project_name != descriptor.name:
+            raise UsageError(
+                f"--project {project_name!r} differs from the name {descriptor.name!r} in "
+                "compartment.yml; deploy uses the file's project",
+                code="project_mismatch",
+            )
+        options = DeployOptions(
+            project_dir=project_dir,
+            descriptor=descriptor,
+            environment=environment,
+            service=service,
+        )
+        connection = _connection(api_url, remote)
+        return out.wait_for_run(lambda progress: run_deploy(connection, options, progress, wait))
+
+    raise typer.Exit(out.run(body))
+
+
+# --- deployment list / watch -----------------------------------------------------------------
+
+
+@deployment_app.command("list")
+def deployment_list(
+    project: ProjectOpt = None,
+    environment: Annotated[
+        str | None,
+        typer.Option("--env", "-e", help="Environment (default: production).", show_default=False),
+    ] = None,
+    service: ServiceOpt = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=100, help="At most this many.")] = 20,
+    output: OutputOpt = OutputFormat.text,
+    remote: RemoteOpt = None,
+    api_url: ApiUrlOpt = None,
+) -> None:
+    """List an environment's deployments, newest first."""
+    out = _output(output, verbose=False)
+
+    def body() -> object:
+        import anyio
+
+        from compartment_cli.workflows.listing import list_deployments
+
+        project_name, _, _ = _project(project, service)
+        connection = _connection(api_url, remote)
+        return anyio.run(
+            lambda: list_deployments(
+                connection, project_name, environment=environment, service=service, limit=limit
+            )
+        )
+
+    raise typer.Exit(out.run(body))
+
+
+@deployment_app.command("watch", epilog=EXIT_CODES_EPILOG)
+def deployment_watch(
+    run_id: Annotated[str, typer.Argument(help="The deploymentRunId to follow.", metavar="RUN_ID")],
+    verbose: VerboseOpt = False,
+    output: OutputOpt = OutputFormat.text,
+    timeout: TimeoutOpt = "15m",
+    remote: RemoteOpt = None,
+    api_url: ApiUrlOpt = None,
+) -> None:
+    """Follow a deployment run that is going on, or report one that has ended."""
+    out = _output(output, verbose)
+
+    def body() -> object:
+        from compartment_cli.workflows.watch import run_watch
+
+        wait = _wait_options(timeout)
+        connection = _connection(api_url, remote)
+        return out.wait_for_run(lambda progress: run_watch(connection, run_id, progress, wait))
+
+    raise typer.Exit(out.run(body))
+
+
+# --- server ----------------------------------------------------------------------------------
+
+
+@app.command()
+def server(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port of the API.", min=0, max=65535)] = 8787,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Where state, artifacts and the token live "
+            "(default: $XDG_DATA_HOME/compartment or ~/.local/share/compartment).",
+            show_default=False,
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            help="API token (default: read or create <data dir>/token).",
+            show_default=False,
+        ),
+    ] = None,
+    no_login: Annotated[
+        bool,
+        typer.Option("--no-login", help="Do not record the remote 'local' in the CLI config file."),
+    ] = False,
+    no_events: Annotated[
+        bool,
+        typer.Option(
+            "--no-events",
+            help="Serve no event stream (/v1/events answers 404), like the hosted platform.",
+        ),
+    ] = False,
+    ping_interval: Annotated[float, typer.Option("--ping-interval", hidden=True)] = 15.0,
+    drain_timeout: Annotated[float, typer.Option("--drain-timeout", hidden=True)] = 10.0,
+    max_upload_bytes: Annotated[int, typer.Option("--max-upload-bytes", hidden=True)] = (
+        200 * 1024 * 1024
+    ),
+) -> None:
+    """Run the local control plane in the foreground until Ctrl-C."""
+    from compartment_cli.server.main import ServerOptions, serve
+
+    options = ServerOptions(
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        token=token,
+        login=not no_login,
+        events=not no_events,
+        ping_interval=ping_interval,
+        drain_timeout=drain_timeout,
+        max_upload_bytes=max_upload_bytes,
+    )
+    raise typer.Exit(serve(options))
+
+
+# --- entry -----------------------------------------------------------------------------------
+
+
+def wants_json(args: Sequence[str]) -> bool:
+    """Whether ``--output json`` is among ``args``, read before typer parses them."""
+    for index, arg in enumerate(args):
+        if arg == "--":
+            return False
+        if arg in ("--output", "-o") and index + 1 < len(args):
+            if args[index + 1].lower() == "json":
+                return True
+        elif arg.lower() in ("--output=json", "-ojson"):
+            return True
+    return False
+
+
+def run(args: Sequence[str]) -> int:
+    """Parse ``args`` with typer, run the command, return the exit code."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=list(args), prog_name="compartment", standalone_mode=False)
+    except ClickException as exc:
+        if wants_json(args):
+            from compartment_cli.render import error_json
+
+            sys.stdout.buffer.write(error_json("usage_error", exc.format_message(), exc.exit_code))
+            sys.stdout.flush()
+        else:
+            exc.show()
+        return exc.exit_code
+    except typer.Abort:
+        sys.stderr.write("Aborted.\n")
+        return int(ExitCode.INTERRUPTED)
+    return result if isinstance(result, int) else 0

@@ -1,0 +1,318 @@
+"""Where things go: the result to stdout, progress and errors to stderr.
+
+``Output`` knows the two streams, whether stderr is a terminal, whether
+colour is allowed (a terminal, and no ``NO_COLOR``), and the output format.
+It picks one progress reporter per command:
+
+- ``--verbose``: one line per event on stderr, the moment it arrives
+  (also with ``--output json``: stdout stays one JSON document);
+- otherwise, on a terminal and in text mode: a spinner on stderr;
+- otherwise: nothing but warnings and errors.
+
+``Output.run`` is the one place where a command's outcome becomes an exit
+code: results by their status, errors by their kind (``errors.ExitCode``),
+anything unexpected as a bug report, traceback only with ``COMPARTMENT_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import threading
+import traceback
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, TextIO
+
+from compartment_cli import __version__, render
+from compartment_cli.errors import (
+    CompartmentError,
+    ExitCode,
+    Interrupted,
+    exit_code_for_status,
+)
+
+if TYPE_CHECKING:
+    from compartment_cli.models.api import ListResponse, ReadSummary
+    from compartment_cli.models.events import StepEvent
+    from compartment_cli.models.result import RunResult
+    from compartment_cli.workflows.watch import Progress, RunTarget
+
+REPORT_TO = "the compartment-cli issue tracker"
+DEBUG_ENV = "COMPARTMENT_DEBUG"
+_FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+
+
+def _is_tty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def color_allowed(stream: TextIO, environ: Mapping[str, str]) -> bool:
+    """Colour on a terminal only, never with ``NO_COLOR`` (any non-empty value) or TERM=dumb."""
+    if environ.get("NO_COLOR"):
+        return False
+    if environ.get("TERM") == "dumb":
+        return False
+    return _is_tty(stream)
+
+
+@dataclass
+class Output:
+    stdout: TextIO
+    stderr: TextIO
+    json: bool = False
+    verbose: bool = False
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    _progress: _Reporter | None = None
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        json: bool,
+        verbose: bool,
+        stdout: TextIO | None = None,
+        stderr: TextIO | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Output:
+        return cls(
+            stdout=sys.stdout if stdout is None else stdout,
+            stderr=sys.stderr if stderr is None else stderr,
+            json=json,
+            verbose=verbose,
+            environ=dict(os.environ) if environ is None else environ,
+        )
+
+    @property
+    def stderr_color(self) -> bool:
+        return color_allowed(self.stderr, self.environ)
+
+    @property
+    def stdout_color(self) -> bool:
+        return not self.json and color_allowed(self.stdout, self.environ)
+
+    @property
+    def debug(self) -> bool:
+        return self.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+    # --- running a command ----------------------------------------------------------------
+
+    def run(self, body: Callable[[], object]) -> int:
+        """Run a command's body; print what it returns or raises; return the exit code."""
+        try:
+            try:
+                value = body()
+            except KeyboardInterrupt:
+                run_id = self._progress.run_id if self._progress is not None else None
+                raise Interrupted("Interrupted.", run_id=run_id) from None
+        except CompartmentError as exc:
+            return self.error(exc)
+        except Exception as exc:
+            return self.unexpected(exc)
+        return self.show(value)
+
+    def wait_for_run(self, workflow: Callable[[Progress], Awaitable[RunResult]]) -> RunResult:
+        """Run an async workflow with anyio, reporting its progress as chosen for this output."""
+        import anyio
+
+        reporter = self._reporter()
+        self._progress = reporter
+        try:
+            return anyio.run(workflow, reporter)
+        finally:
+            reporter.close()
+
+    def _reporter(self) -> _Reporter:
+        if self.verbose:
+            return _LineReporter(self.stderr, color=self.stderr_color)
+        if not self.json and _is_tty(self.stderr):
+            return _SpinnerReporter(self.stderr, color=self.stderr_color)
+        return _Reporter(self.stderr, color=self.stderr_color)
+
+    # --- what a command ends with ---------------------------------------------------------
+
+    def show(self, value: object) -> int:
+        from compartment_cli.models.api import ListResponse
+        from compartment_cli.models.result import RunResult
+
+        if isinstance(value, RunResult):
+            return self.result(value)
+        if isinstance(value, ListResponse):
+            return self.listing(value)
+        return int(ExitCode.OK)
+
+    def result(self, result: RunResult) -> int:
+        code = exit_code_for_status(result.status)
+        if self.json:
+            self._write_json(render.result_json(result))
+        else:
+            self._write_lines(self.stdout, render.result_lines(result, color=self.stdout_color))
+        verb = "promotion" if result.source_environment is not None else "deployment"
+        self._write_lines(
+            self.stderr, render.failure_lines(result, verb=verb, color=self.stderr_color)
+        )
+        return int(code)
+
+    def listing(self, listing: ListResponse) -> int:
+        if self.json:
+            self._write_json(render.list_json(listing))
+        elif listing.deployments:
+            self._write_lines(self.stdout, render.list_lines(listing, color=self.stdout_color))
+        else:
+            self.stderr.write(
+                f"No deployments of {listing.project.name} in {listing.environment.name}.\n"
+            )
+        return int(ExitCode.OK)
+
+    def error(self, error: CompartmentError) -> int:
+        code = int(error.exit_code)
+        if self.json:
+            self._write_json(render.error_json(error.code, error.message, code))
+        else:
+            self._write_error(error.message)
+        return code
+
+    def unexpected(self, exc: BaseException) -> int:
+        code = int(ExitCode.PROMOTION_FAILED)
+        message = (
+            f"unexpected {type(exc).__name__}: {exc}. This is a bug in compartment-cli "
+            f"{__version__}; please report it on {REPORT_TO}, with what this prints when run "
+            f"again with {DEBUG_ENV}=1."
+        )
+        if self.debug:
+            traceback.print_exception(exc, file=self.stderr)
+        if self.json:
+            self._write_json(render.error_json("internal_error", message, code))
+        else:
+            self._write_error(message)
+        return code
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def _write_json(self, document: bytes) -> None:
+        self.stdout.write(document.decode())
+        self.stdout.flush()
+
+    def _write_lines(self, stream: TextIO, lines: list[str]) -> None:
+        if lines:
+            stream.write("".join(line + "\n" for line in lines))
+            stream.flush()
+
+    def _write_error(self, message: str) -> None:
+        prefix = "\x1b[31merror:\x1b[0m " if self.stderr_color else "error: "
+        self.stderr.write(prefix + message.rstrip("\n") + "\n")
+        self.stderr.flush()
+
+
+# --- progress reporters ------------------------------------------------------------------------
+
+
+class _Reporter:
+    """The quiet reporter: warnings only. Base of the others (implements ``Progress``)."""
+
+    def __init__(self, stream: TextIO, *, color: bool) -> None:
+        self.stream = stream
+        self.color = color
+        self.run_id: str | None = None
+        self._lock = threading.Lock()
+
+    def _line(self, text: str) -> None:
+        with self._lock:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def run_started(self, target: RunTarget) -> None:
+        self.run_id = target.run_id
+
+    def step(self, event: StepEvent) -> None:
+        pass
+
+    def deployment_changed(self, deployment: ReadSummary) -> None:
+        pass
+
+    def notice(self, message: str) -> None:
+        pass
+
+    def warning(self, message: str) -> None:
+        self._line(f"warning: {message}")
+
+    def close(self) -> None:
+        pass
+
+
+class _LineReporter(_Reporter):
+    """``--verbose``: every event, one line each, as it arrives."""
+
+    def run_started(self, target: RunTarget) -> None:
+        super().run_started(target)
+        now = render.clock(datetime.now(UTC))
+        services = ", ".join(f"{s} {d}" for d, s in sorted(target.services.items(), key=_by_svc))
+        if target.source_environment is not None:
+            what = f"promote {target.source_environment} → {target.environment}"
+        else:
+            what = f"{target.kind} to {target.environment}"
+        self._line(f"{now}  run {target.run_id}  {what}: {services or 'no deployments'}")
+
+    def step(self, event: StepEvent) -> None:
+        self._line(render.step_line(event, color=self.color))
+
+    def deployment_changed(self, deployment: ReadSummary) -> None:
+        self._line(render.deployment_change_line(deployment, datetime.now(UTC), color=self.color))
+
+    def notice(self, message: str) -> None:
+        self._line(f"{render.clock(datetime.now(UTC))}  {message}")
+
+
+def _by_svc(item: tuple[str, str]) -> str:
+    return item[1]
+
+
+class _SpinnerReporter(_Reporter):
+    """On a terminal: one line redrawn in place with each service's current step."""
+
+    def __init__(self, stream: TextIO, *, color: bool, interval: float = 0.1) -> None:
+        super().__init__(stream, color=color)
+        self._label = "starting"
+        self._steps: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._interval = interval
+        self._thread = threading.Thread(target=self._spin, name="spinner", daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        for frame in itertools.cycle(_FRAMES):
+            if self._stop.wait(self._interval):
+                return
+            with self._lock:
+                line = render.progress_line(frame, self._label, self._steps)
+                self.stream.write("\r\x1b[2K" + line)
+                self.stream.flush()
+
+    def _line(self, text: str) -> None:
+        with self._lock:
+            self.stream.write("\r\x1b[2K" + text + "\n")
+            self.stream.flush()
+
+    def run_started(self, target: RunTarget) -> None:
+        super().run_started(target)
+        verb = "promoting" if target.source_environment is not None else "deploying"
+        self._label = f"{verb} to {target.environment}"
+        self._steps = {service: "queued" for service in target.services.values()}
+
+    def step(self, event: StepEvent) -> None:
+        self._steps = {**self._steps, event.service_name: event.step}
+
+    def deployment_changed(self, deployment: ReadSummary) -> None:
+        self._steps = {**self._steps, deployment.service_name: deployment.promotion_stage}
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(1.0)
+        with self._lock:
+            self.stream.write("\r\x1b[2K")
+            self.stream.flush()
