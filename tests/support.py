@@ -85,6 +85,7 @@ class ControlPlane:
         REGISTRY["ports"].add(self.port)
         if self.data_dir not in REGISTRY["data_dirs"]:
             REGISTRY["data_dirs"].append(self.data_dir)
+        self.root.mkdir(parents=True, exist_ok=True)
         self.log_path = self.root / "server.log"
         args = [
             COMPARTMENT,

@@ -8,7 +8,7 @@ and exact on encode, so that our control plane serves the platform's shapes.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -163,7 +163,7 @@ class DeployResponse(Wire):
     deployments: list[DeploymentSummary]
     environment: EnvironmentSummary
     project: ProjectSummary
-    resources: list[object] = msgspec.field(default_factory=list)
+    resources: list[Any] = msgspec.field(default_factory=list)
 
 
 class StatusResponse(Wire):

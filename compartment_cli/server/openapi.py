@@ -57,6 +57,7 @@ def openapi_document() -> bytes:
     paths: dict[str, Any] = {
         "/healthz": {
             "get": {
+                "operationId": "healthz",
                 "summary": "Liveness of the control plane (no auth).",
                 "security": [],
                 "responses": {
@@ -77,6 +78,7 @@ def openapi_document() -> bytes:
         },
         "/v1/deployments/promote": {
             "post": {
+                "operationId": "promoteDeployment",
                 "summary": "Make the deployments active in one environment active in another,"
                 " without a rebuild.",
                 "requestBody": {"required": True, "content": _json(PromoteRequest)},
@@ -88,6 +90,7 @@ def openapi_document() -> bytes:
         },
         "/v1/deployments": {
             "get": {
+                "operationId": "listDeployments",
                 "summary": "Deployments of an environment, newest first.",
                 "parameters": [
                     _query("projectName", _PROJECT, required=True),
@@ -101,6 +104,7 @@ def openapi_document() -> bytes:
                 },
             },
             "post": {
+                "operationId": "deploy",
                 "summary": "Deploy: upload the services of compartment.yml as one gzipped tar"
                 " (manifest.json first, then services/<name>/...).",
                 "requestBody": {
@@ -119,6 +123,7 @@ def openapi_document() -> bytes:
         },
         "/v1/deployments/status": {
             "get": {
+                "operationId": "getDeploymentStatus",
                 "summary": "Active deployments of an environment and the deployments asked for.",
                 "parameters": [
                     _query("projectName", _PROJECT, required=True),
@@ -134,6 +139,7 @@ def openapi_document() -> bytes:
         },
         "/v1/deployments/runs/{deploymentRunId}": {
             "get": {
+                "operationId": "getDeploymentRun",
                 "summary": "One deployment run (ours): where it goes and how it stands.",
                 "parameters": [
                     {
@@ -151,6 +157,7 @@ def openapi_document() -> bytes:
         },
         "/v1/events": {
             "get": {
+                "operationId": "streamEvents",
                 "summary": "Server-sent events of one environment (ours): deployment.step,"
                 " deployment.status, run.completed. Reconnect with Last-Event-ID.",
                 "parameters": [

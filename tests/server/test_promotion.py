@@ -184,8 +184,8 @@ def test_kill_9_during_a_run_fails_it_and_keeps_the_previous_deployment(
     assert run["status"] == "failed"
     for deployment in run["deployments"]:
         assert deployment["status"] == "failed"
-        assert "control plane stopped while this run was in flight" in (
-            deployment["failureMessage"]
+        assert (
+            "control plane stopped while this run was in flight" in (deployment["failureMessage"])
         )
     after = control_plane.active("shop", "production")
     assert {s: d["id"] for s, d in after.items()} == {s: d["id"] for s, d in before.items()}
