@@ -29,7 +29,7 @@ BIN = Path(sys.executable).parent
 COMPARTMENT = str(BIN / "compartment")
 
 # What every control plane of this session used; checked by test_zz_leftovers.
-REGISTRY: dict[str, Any] = {"ports": set(), "data_dirs": [], "root": None}
+REGISTRY: dict[str, Any] = {"ports": set(), "data_dirs": [], "planes": [], "root": None}
 
 
 def free_port() -> int:
@@ -83,6 +83,8 @@ class ControlPlane:
 
     def start(self, *extra: str) -> None:
         REGISTRY["ports"].add(self.port)
+        if self not in REGISTRY["planes"]:
+            REGISTRY["planes"].append(self)
         if self.data_dir not in REGISTRY["data_dirs"]:
             REGISTRY["data_dirs"].append(self.data_dir)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -123,7 +125,20 @@ class ControlPlane:
             self.process.kill()
             code = self.process.wait()
         self.process = None
+        REGISTRY["ports"].update(self.route_ports())
         return code
+
+    def route_ports(self) -> set[int]:
+        import sqlite3
+
+        database = self.data_dir / "state.db"
+        if not database.exists():
+            return set()
+        db = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+        try:
+            return {int(row[0]) for row in db.execute("SELECT port FROM routes")}
+        finally:
+            db.close()
 
     def kill(self) -> None:
         """SIGKILL: the server gets no chance to clean up."""

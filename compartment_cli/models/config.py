@@ -69,10 +69,10 @@ def read_config(path: Path) -> ConfigFile:
         raise ConfigFileError(path, exc.strerror or "cannot be read") from None
     try:
         return msgspec.json.decode(raw, type=ConfigFile)
+    except msgspec.ValidationError as exc:  # a subclass of DecodeError: first
+        raise ConfigFileError(path, str(exc)) from None
     except msgspec.DecodeError:
         raise ConfigFileError(path, "is not valid JSON") from None
-    except msgspec.ValidationError as exc:
-        raise ConfigFileError(path, str(exc)) from None
 
 
 def record_remote(path: Path, name: str, api_url: str, token: str) -> None:

@@ -337,7 +337,7 @@ def test_real_responses_match_the_openapi_schemas(deployed: ControlPlane) -> Non
 
 
 def test_schemathesis_finds_no_server_error_and_no_response_outside_the_schema(
-    deployed: ControlPlane,
+    deployed: ControlPlane, tmp_path: Path
 ) -> None:
     command = [
         str(Path(sys.executable).parent / "schemathesis"),
@@ -357,5 +357,5 @@ def test_schemathesis_finds_no_server_error_and_no_response_outside_the_schema(
         "--seed",
         "1",
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
