@@ -138,7 +138,7 @@ def describe_transport_error(exc: httpx.TransportError) -> str:
     if isinstance(exc, httpx.ConnectTimeout):
         return "timed out opening a connection"
     if isinstance(exc, httpx.ConnectError):
-        if "refused" in detail.lower():
+        if "refused" in detail.lower() or _caused_by(exc, ConnectionRefusedError):
             return "connection refused"
         return f"could not connect ({detail})" if detail else "could not connect"
     if isinstance(exc, httpx.ReadTimeout):
@@ -154,6 +154,18 @@ def describe_transport_error(exc: httpx.TransportError) -> str:
     if isinstance(exc, httpx.UnsupportedProtocol):
         return "the API URL must start with http:// or https://"
     return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    """Whether ``kind`` is in the chain of causes of ``exc``."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _body_kind(response: httpx.Response) -> str:
