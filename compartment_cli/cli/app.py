@@ -412,7 +412,8 @@ def run(args: Sequence[str]) -> int:
         if wants_json(args):
             from compartment_cli.render import error_json
 
-            sys.stdout.buffer.write(error_json("usage_error", exc.format_message(), exc.exit_code))
+            document = error_json("usage_error", exc.format_message(), exc.exit_code)
+            sys.stdout.write(document.decode())
             sys.stdout.flush()
         else:
             exc.show()

@@ -178,7 +178,7 @@ async def test_reconnects_after_a_broken_connection() -> None:
 
 async def test_a_stall_without_pings_reconnects_and_pings_keep_it_alive() -> None:
     pings = [b": ping\n\n"] * 3
-    server = FakeServer(Script([step(1), STALL]), Script(pings + [step(2)]))
+    server = FakeServer(Script([step(1), STALL]), Script([*pings, step(2)]))
     reconnects: list[str] = []
     async with stream_for(server, stall_timeout=0.2, on_reconnect=reconnects.append) as events:
         items = await take(events, 2)
