@@ -232,7 +232,7 @@ class _Reporter:
     def step(self, event: StepEvent) -> None:
         pass
 
-    def deployment_changed(self, deployment: ReadSummary) -> None:
+    def deployment_changed(self, deployment: ReadSummary, *, polled: bool) -> None:
         pass
 
     def notice(self, message: str) -> None:
@@ -261,8 +261,11 @@ class _LineReporter(_Reporter):
     def step(self, event: StepEvent) -> None:
         self._line(render.step_line(event, color=self.color))
 
-    def deployment_changed(self, deployment: ReadSummary) -> None:
-        self._line(render.deployment_change_line(deployment, datetime.now(UTC), color=self.color))
+    def deployment_changed(self, deployment: ReadSummary, *, polled: bool) -> None:
+        # With the event stream, the step events already tell this, and why.
+        if polled:
+            line = render.deployment_change_line(deployment, datetime.now(UTC), color=self.color)
+            self._line(line)
 
     def notice(self, message: str) -> None:
         self._line(f"{render.clock(datetime.now(UTC))}  {message}")
@@ -307,7 +310,7 @@ class _SpinnerReporter(_Reporter):
     def step(self, event: StepEvent) -> None:
         self._steps = {**self._steps, event.service_name: event.step}
 
-    def deployment_changed(self, deployment: ReadSummary) -> None:
+    def deployment_changed(self, deployment: ReadSummary, *, polled: bool) -> None:
         self._steps = {**self._steps, deployment.service_name: deployment.promotion_stage}
 
     def close(self) -> None:

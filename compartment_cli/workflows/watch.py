@@ -84,8 +84,9 @@ class Progress(Protocol):
     def step(self, event: StepEvent) -> None:
         """A step of one of the run's deployments changed (event stream only)."""
 
-    def deployment_changed(self, deployment: ReadSummary) -> None:
-        """A deployment's status or stage changed (event stream or polling)."""
+    def deployment_changed(self, deployment: ReadSummary, *, polled: bool) -> None:
+        """A deployment's status or stage changed: from a ``deployment.status`` event, or
+        ``polled`` (no event stream, so no steps either)."""
 
     def notice(self, message: str) -> None:
         """Something worth a line in verbose mode (a reconnect, falling back to polling)."""
@@ -103,7 +104,7 @@ class NullProgress:
     def step(self, event: StepEvent) -> None:
         pass
 
-    def deployment_changed(self, deployment: ReadSummary) -> None:
+    def deployment_changed(self, deployment: ReadSummary, *, polled: bool) -> None:
         pass
 
     def notice(self, message: str) -> None:
@@ -363,7 +364,7 @@ async def _wait_for_events(
             if (not target.services or deployment.id in target.services) and _changed(
                 seen, deployment
             ):
-                progress.deployment_changed(deployment)
+                progress.deployment_changed(deployment, polled=False)
         else:
             return event
     return None
@@ -389,7 +390,7 @@ async def _poll(
                 if deployment.id == deployment_id:
                     current[deployment_id] = deployment
                     if _changed(seen, deployment):
-                        progress.deployment_changed(deployment)
+                        progress.deployment_changed(deployment, polled=True)
                     break
         if len(current) == len(target.services) and all(map(is_done, current.values())):
             return list(current.values())

@@ -194,3 +194,13 @@ def test_no_spinner_in_json_mode_on_a_terminal() -> None:
     time.sleep(0.2)
     reporter.close()
     assert text(out.stderr) == ""
+
+
+def test_verbose_prints_status_changes_only_when_polling() -> None:
+    out = output(verbose=True)
+    reporter = out._reporter()
+    running = msgspec.structs.replace(DEPLOYMENT, status="running", promotion_stage="releasing")
+    reporter.deployment_changed(running, polled=False)  # the step events tell this already
+    assert text(out.stderr) == ""
+    reporter.deployment_changed(running, polled=True)
+    assert text(out.stderr).rstrip().endswith("api  running  releasing  health healthy")

@@ -215,6 +215,7 @@ class Recorder:
         self.started: list[RunTarget] = []
         self.steps: list[str] = []
         self.changes: list[tuple[str, str]] = []
+        self.polled: list[bool] = []
         self.notices: list[str] = []
         self.warnings: list[str] = []
 
@@ -224,8 +225,9 @@ class Recorder:
     def step(self, event: StepEvent) -> None:
         self.steps.append(f"{event.deployment_run_id}:{event.step}")
 
-    def deployment_changed(self, deployment: ReadSummary) -> None:
+    def deployment_changed(self, deployment: ReadSummary, *, polled: bool) -> None:
         self.changes.append((deployment.status, deployment.promotion_stage))
+        self.polled.append(polled)
 
     def notice(self, message: str) -> None:
         self.notices.append(message)
@@ -275,6 +277,7 @@ async def test_without_an_event_stream_it_polls_and_reports_changes() -> None:
         ("running", "awaiting_readiness"),
         ("succeeded", "active"),
     ]
+    assert all(progress.polled)
     assert result.status == "succeeded"
     assert plane.log.count("POST /v1/deployments/promote") == 1
 
