@@ -22,6 +22,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         sys.stdout.write(f"compartment {__version__}\n")
         return 0
+    # httpx's own command line (httpx._main) imports rich and pygments whenever
+    # they are installed: about 30-60 ms of start-up that this process never
+    # uses. A None entry makes `from ._main import main` fail, and httpx then
+    # installs its stub instead.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     from compartment_cli.cli.app import run
 
     return run(args)
