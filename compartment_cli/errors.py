@@ -26,6 +26,7 @@ class ExitCode(IntEnum):
     REFUSED = 3
     NOT_AUTHORIZED = 4
     UNAVAILABLE = 5
+    INTERNAL = 70
     TIMED_OUT = 124
     INTERRUPTED = 130
 
@@ -38,6 +39,7 @@ Exit codes:
   3    the API refused the request (not found, busy, validation)
   4    not authenticated or not allowed
   5    network or server failure after retries
+  70   a bug in compartment-cli (the message says how to report it)
   124  the wait timed out (the promotion goes on in the control plane)
   130  interrupted (the promotion goes on in the control plane)"""
 
@@ -77,10 +79,17 @@ class Unavailable(CompartmentError):
 class _RunContinues(CompartmentError):
     """The wait ended but the run goes on; the message says how to follow it again."""
 
-    def __init__(self, message: str, *, run_id: str | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        run_id: str | None = None,
+        code: str | None = None,
+        kind: str = "promotion",
+    ) -> None:
         if run_id is not None:
             message = (
-                f"{message} The promotion goes on in the control plane; "
+                f"{message} The {kind} goes on in the control plane; "
                 f"follow it again with: compartment deployment watch {run_id}"
             )
         super().__init__(message, code=code)

@@ -178,7 +178,7 @@ class Output:
         return code
 
     def unexpected(self, exc: BaseException) -> int:
-        code = int(ExitCode.PROMOTION_FAILED)
+        code = int(ExitCode.INTERNAL)
         message = (
             f"unexpected {type(exc).__name__}: {exc}. This is a bug in compartment-cli "
             f"{__version__}; please report it on {REPORT_TO}, with what this prints when run "

@@ -263,7 +263,7 @@ async def _interrupt_on_sigint(
 
 def _interrupted(tracker: _Tracker) -> Interrupted:
     if tracker.run_id is not None:
-        return Interrupted("Interrupted.", run_id=tracker.run_id)
+        return Interrupted("Interrupted.", run_id=tracker.run_id, kind=tracker.kind)
     if tracker.phase == "requesting":
         return Interrupted(
             f"Interrupted while the {tracker.kind} was being requested; it may have started. "
@@ -332,6 +332,7 @@ async def _wait(
     raise WaitTimedOut(
         f"Timed out after {waited} waiting for run {target.run_id} to finish.",
         run_id=target.run_id,
+        kind="promotion" if target.kind == "promote" else "deployment",
     )
 
 

@@ -218,7 +218,7 @@ def test_unexpected_errors_say_where_to_report_and_hide_the_traceback(
         raise ZeroDivisionError("division by zero")
 
     out = Output.create(json=False, verbose=False, environ={})
-    assert out.run(boom) == 1
+    assert out.run(boom) == 70
     _, err = capsys.readouterr()
     assert "unexpected ZeroDivisionError" in err
     assert "report it" in err
@@ -226,7 +226,7 @@ def test_unexpected_errors_say_where_to_report_and_hide_the_traceback(
     assert "Traceback" not in err
 
     debug = Output.create(json=True, verbose=False, environ={"COMPARTMENT_DEBUG": "1"})
-    assert debug.run(boom) == 1
+    assert debug.run(boom) == 70
     stdout, err = capsys.readouterr()
     assert "Traceback" in err
     assert json.loads(stdout)["error"]["code"] == "internal_error"
