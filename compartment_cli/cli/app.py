@@ -13,6 +13,7 @@ stdout when ``--output json`` was asked for, and exit 2 either way.
 from __future__ import annotations
 
 import enum
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -181,10 +182,23 @@ def _project(
     return project, descriptor, None if path is None else path.parent
 
 
+# Hidden, for tests and odd networks: how long the event stream may stay silent (no
+# event, no ping) before it is re-opened with Last-Event-ID. Default 45s; keep it
+# above the control plane's ping interval (15s; `compartment server --ping-interval`).
+STALL_TIMEOUT_ENV = "COMPARTMENT_STREAM_STALL_TIMEOUT"
+
+
 def _wait_options(timeout: str) -> WaitOptions:
+    from compartment_cli.client.events import DEFAULT_STALL_TIMEOUT
     from compartment_cli.workflows.watch import WaitOptions
 
-    return WaitOptions(timeout=parse_duration(timeout))
+    stall_timeout = DEFAULT_STALL_TIMEOUT
+    if value := os.environ.get(STALL_TIMEOUT_ENV, "").strip():
+        parsed = parse_duration(value, STALL_TIMEOUT_ENV)
+        if parsed is None:
+            raise UsageError(f"{STALL_TIMEOUT_ENV} must be above 0", code="invalid_duration")
+        stall_timeout = parsed
+    return WaitOptions(timeout=parse_duration(timeout), stall_timeout=stall_timeout)
 
 
 # --- promote ---------------------------------------------------------------------------------
@@ -335,7 +349,7 @@ def deployment_watch(
 @app.command()
 def server(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port of the API.", min=0, max=65535)] = 8787,
+    port: Annotated[int, typer.Option("--port", help="Port of the API.", min=1, max=65535)] = 8787,
     data_dir: Annotated[
         Path | None,
         typer.Option(
