@@ -296,3 +296,78 @@ def serving_processes(data_dir: Path) -> dict[str, int]:
             continue
         counts[deployment] = counts.get(deployment, 0) + 1
     return counts
+
+
+# --- what a process holds, from /proc ------------------------------------------------
+
+
+def socket_inodes(pid: int) -> set[str]:
+    """The inodes of the sockets process ``pid`` has open (``socket:[inode]`` fds)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    return inodes
+
+
+def _proc_address(hex_address: str, family: socket.AddressFamily) -> str:
+    # /proc prints each 32-bit word of the address in host byte order.
+    raw = bytes.fromhex(hex_address)
+    if sys.byteorder == "little":
+        raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    return socket.inet_ntop(family, raw)
+
+
+def listening_sockets(pid: int) -> set[tuple[str, int]]:
+    """(address, port) of every TCP socket in LISTEN state that process ``pid`` holds.
+
+    Reads the socket tables of the process's network namespace
+    (``/proc/<pid>/net/tcp`` and ``tcp6``) and keeps the sockets whose inode
+    is one of the process's file descriptors.
+    """
+    inodes = socket_inodes(pid)
+    found: set[tuple[str, int]] = set()
+    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        try:
+            lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and inode in inodes:  # 0A: TCP_LISTEN
+                address, _, port = local.partition(":")
+                found.add((_proc_address(address, family), int(port, 16)))
+    return found
+
+
+def open_fds(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
+
+
+def proc_status(pid: int, key: str) -> int:
+    """A number of /proc/<pid>/status, e.g. ``VmRSS`` (kB) or ``Threads``."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name == key:
+            return int(value.split()[0])
+    raise KeyError(key)
+
+
+def zombie_children(pid: int) -> list[int]:
+    """Children of ``pid`` that have exited and were never reaped."""
+    zombies = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if fields[0] == "Z" and int(fields[1]) == pid:
+            zombies.append(int(entry.name))
+    return zombies
