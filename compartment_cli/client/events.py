@@ -209,7 +209,8 @@ class EventStream:
 
     def _accept(self, sse: ServerSentEvent) -> tuple[int, DeploymentEvent] | None:
         if sse.retry is not None and sse.retry >= 0:
-            self._retry_hint = min(sse.retry / 1000, 60.0)
+            # Capped before dividing: a retry of thousands of digits is too large for a float.
+            self._retry_hint = min(sse.retry, 60_000) / 1000
         if sse.event == "message" and not sse.data:
             return None  # a block with only `retry:` or `id:`
         try:
@@ -266,6 +267,10 @@ class EventStream:
             source = await stack.enter_async_context(self._connect(headers))
             response = source.response
             await self._check(response)
+            # An event stream is always UTF-8, whatever charset the Content-Type
+            # names (WHATWG HTML, "Parsing an event stream"); decoding it as
+            # UTF-7 or UTF-16 yields garbage, lone surrogates or a UnicodeError.
+            response.encoding = "utf-8"
             response.stream = _GuardedStream(
                 _async_stream(response),
                 stall_timeout=self._stall_timeout,

@@ -72,12 +72,20 @@ def decode_event(event_type: str, data: str | bytes) -> DeploymentEvent:
     Raises ``UnknownEventError`` for a type this client does not know and
     ``msgspec.DecodeError`` / ``msgspec.ValidationError`` for malformed data.
     """
-    if event_type == STEP_EVENT:
-        return msgspec.json.decode(data, type=StepEvent)
-    if event_type == STATUS_EVENT:
-        return StatusEvent(msgspec.json.decode(data, type=ReadSummary))
-    if event_type == RUN_COMPLETED_EVENT:
-        return msgspec.json.decode(data, type=RunCompletedEvent)
+    try:
+        if event_type == STEP_EVENT:
+            return msgspec.json.decode(data, type=StepEvent)
+        if event_type == STATUS_EVENT:
+            return StatusEvent(msgspec.json.decode(data, type=ReadSummary))
+        if event_type == RUN_COMPLETED_EVENT:
+            return msgspec.json.decode(data, type=RunCompletedEvent)
+    # msgspec raises these rather than DecodeError for JSON nested deeper than
+    # the recursion limit (a few KB do it), for text with lone surrogates and
+    # for invalid UTF-8 in a string field: malformed data all the same.
+    except RecursionError:
+        raise msgspec.DecodeError("JSON is malformed: nested too deeply") from None
+    except UnicodeError:
+        raise msgspec.DecodeError("JSON is malformed: not valid UTF-8") from None
     raise UnknownEventError(event_type)
 
 
