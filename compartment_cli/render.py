@@ -137,7 +137,9 @@ def failure_lines(result: RunResult, *, verb: str = "promotion", color: bool = F
     for d in sorted(result.deployments, key=lambda d: d.service_name):
         if d.status in ("failed", "stopped") or d.failure_message:
             reason = d.failure_message or d.status
-            lines.append(f"  {d.service_name}: {reason}")
+            # The platform's failure messages usually name the service already.
+            prefix = "" if reason.startswith(f"{d.service_name}: ") else f"{d.service_name}: "
+            lines.append(f"  {prefix}{reason}")
     return lines
 
 

@@ -75,7 +75,19 @@ def test_failure_lines() -> None:
     failed = summary("web", status="failed", failure_message="web: GET /healthz answered 503")
     lines = render.failure_lines(result("failed", failed, summary("api")))
     assert lines[0] == ("The promotion failed: production keeps serving its previous deployments.")
-    assert lines[1:] == ["  web: web: GET /healthz answered 503"]
+    assert lines[1:] == ["  web: GET /healthz answered 503"]
+
+
+def test_failure_lines_name_each_service_once() -> None:
+    failed = result(
+        "failed",
+        summary("api", status="failed", failure_message="api: readiness GET /healthz answered 503"),
+        summary("web", status="failed", failure_message="exited with code 3"),
+    )
+    assert render.failure_lines(failed)[1:] == [
+        "  api: readiness GET /healthz answered 503",
+        "  web: exited with code 3",
+    ]
 
 
 def test_result_json_is_the_documented_shape() -> None:

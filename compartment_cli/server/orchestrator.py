@@ -699,7 +699,8 @@ class Orchestrator:
             if stopped_service is None or stopped_service == service:
                 message = f"{service}: {reason}"
             else:
-                message = f"{service}: not promoted, because {stopped_service}: {reason}"
+                verb = "promoted" if context.run.type == "promote" else "deployed"
+                message = f"{service}: not {verb}, because {stopped_service}: {reason}"
             if current.is_active and current.previous_id:
                 # It died after its route moved: what it replaced is active again.
                 self._store.update_deployment(current.previous_id, is_active=True, stage="active")

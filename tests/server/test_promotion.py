@@ -141,7 +141,7 @@ def test_when_one_service_fails_no_route_moves(control_plane: ControlPlane, proj
     assert run["status"] == "failed"
     messages = {d["serviceName"]: d["failureMessage"] for d in run["deployments"]}
     assert messages["api"].startswith("api: readiness GET /healthz answered 500")
-    assert messages["web"].startswith("web: not promoted, because api:")
+    assert messages["web"].startswith("web: not deployed, because api:")
     after = control_plane.active("shop", "production")
     assert {s: d["id"] for s, d in after.items()} == {s: d["id"] for s, d in before.items()}
     for service in ("web", "api"):
