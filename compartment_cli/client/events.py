@@ -212,7 +212,11 @@ class EventStream:
             # Capped before dividing: a retry of thousands of digits is too large for a float.
             self._retry_hint = min(sse.retry, 60_000) / 1000
         if sse.event == "message" and not sse.data:
-            return None  # a block with only `retry:` or `id:`
+            # A block with only `retry:` or `id:`. The id says where the stream
+            # starts, so a reconnect before the first event misses nothing.
+            if sse.id.isdigit() and (self._last_id is None or int(sse.id) > self._last_id):
+                self._last_id = int(sse.id)
+            return None
         try:
             event_id = int(sse.id)
         except ValueError:

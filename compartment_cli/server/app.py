@@ -348,7 +348,9 @@ async def events(request: Request) -> Response:
     after = int(last_id_header) if last_id_header else state.store.last_event_id()
 
     async def content() -> AsyncIterator[ServerSentEvent]:
-        yield ServerSentEvent(retry=SSE_RETRY_MS)
+        # The id of where this stream starts: a client that reconnects before
+        # the first event sends it back as Last-Event-ID and misses nothing.
+        yield ServerSentEvent(id=str(after), retry=SSE_RETRY_MS)
         async for event in state.bus.stream(query.project_name, query.environment_name, after):
             yield ServerSentEvent(data=event.data.decode(), event=event.type, id=str(event.id))
 

@@ -168,6 +168,17 @@ async def test_reconnects_after_a_drop_with_last_event_id_and_never_repeats() ->
     assert reconnects == ["the control plane closed the event stream"]
 
 
+async def test_a_drop_before_the_first_event_resumes_from_where_the_stream_started() -> None:
+    server = FakeServer(
+        Script([b"id: 41\nretry: 1000\n\n", BREAK]),  # the server says where it starts
+        Script([step(42), completed(43)]),
+    )
+    async with stream_for(server) as events:
+        items = await take(events, 2)
+    assert [i for i, _ in items] == [42, 43]
+    assert server.last_event_ids == [None, "41"]
+
+
 async def test_reconnects_after_a_broken_connection() -> None:
     server = FakeServer(Script([step(5), BREAK]), Script([step(6)]))
     async with stream_for(server) as events:

@@ -129,7 +129,10 @@ def test_the_stream_pings_and_hints_a_retry(tmp_path: Path) -> None:
                 if sum(line.startswith(": ping") for line in lines) >= 2:
                     break
                 assert time.monotonic() - started < 5
-        assert lines[0].startswith("retry: ")
+        # Where the stream starts, so that a client that reconnects before
+        # the first event can say Last-Event-ID and miss nothing.
+        assert lines[0].startswith("id: ")
+        assert lines[1].startswith("retry: ")
     finally:
         plane.stop()
 
