@@ -24,6 +24,7 @@ import typer
 from typer._click.exceptions import ClickException
 
 from compartment_cli import __version__
+from compartment_cli.cli.coercion import DirectCommand, DirectGroup
 from compartment_cli.errors import EXIT_CODE_HELP, ExitCode, UsageError
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ EXIT_CODES_EPILOG = "\b\n" + EXIT_CODE_HELP
 
 app = typer.Typer(
     name="compartment",
+    cls=DirectGroup,
     help="Deploy and promote Compartment services, and run a local control plane.",
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
@@ -45,6 +47,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 deployment_app = typer.Typer(
+    cls=DirectGroup,
     help="Look at deployments and follow deployment runs.",
     rich_markup_mode=None,
     no_args_is_help=True,
@@ -204,7 +207,7 @@ def _wait_options(timeout: str) -> WaitOptions:
 # --- promote ---------------------------------------------------------------------------------
 
 
-@app.command(epilog=EXIT_CODES_EPILOG)
+@app.command(cls=DirectCommand, epilog=EXIT_CODES_EPILOG)
 def promote(
     source: Annotated[str, typer.Option("--from", help="Source environment.", show_default=False)],
     target: Annotated[str, typer.Option("--to", help="Target environment.", show_default=False)],
@@ -244,7 +247,7 @@ def promote(
 # --- deploy ----------------------------------------------------------------------------------
 
 
-@app.command(epilog=EXIT_CODES_EPILOG)
+@app.command(cls=DirectCommand, epilog=EXIT_CODES_EPILOG)
 def deploy(
     environment: Annotated[
         str, typer.Option("--env", "-e", help="Environment to deploy to.")
@@ -289,7 +292,7 @@ def deploy(
 # --- deployment list / watch -----------------------------------------------------------------
 
 
-@deployment_app.command("list")
+@deployment_app.command("list", cls=DirectCommand)
 def deployment_list(
     project: ProjectOpt = None,
     environment: Annotated[
@@ -321,7 +324,7 @@ def deployment_list(
     raise typer.Exit(out.run(body))
 
 
-@deployment_app.command("watch", epilog=EXIT_CODES_EPILOG)
+@deployment_app.command("watch", cls=DirectCommand, epilog=EXIT_CODES_EPILOG)
 def deployment_watch(
     run_id: Annotated[str, typer.Argument(help="The deploymentRunId to follow.", metavar="RUN_ID")],
     verbose: VerboseOpt = False,
@@ -346,7 +349,7 @@ def deployment_watch(
 # --- server ----------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(cls=DirectCommand)
 def server(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port of the API.", min=1, max=65535)] = 8787,
