@@ -1,4 +1,5 @@
-"""Fixtures: a fresh control plane per test, test projects, the --run-slow flag."""
+"""Fixtures: a fresh control plane per test (and a fault proxy before it), test projects,
+the --run-slow flag."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.faults import FaultProxy
 from tests.support import REGISTRY, ControlPlane, write_project
 
 
@@ -42,6 +44,13 @@ def control_plane(tmp_path: Path, session_root: Path) -> Iterator[ControlPlane]:
     plane.start()
     yield plane
     plane.stop()
+
+
+@pytest.fixture
+def fault_proxy(control_plane: ControlPlane) -> Iterator[FaultProxy]:
+    """A fault proxy (tests/faults.py) in front of this test's control plane, in PASS mode."""
+    with FaultProxy(control_plane.port) as proxy:
+        yield proxy
 
 
 @pytest.fixture
