@@ -7,7 +7,8 @@ httpx-sse parses the stream; this module adds what it leaves to its caller:
   a control plane without the stream (404 or 405, like the hosted platform)
   raises ``NoEventStream`` so the caller can poll instead;
 - iterating yields ``(id, event)`` decoded with ``models.events``; unknown
-  event types are skipped, undecodable ones skipped with a warning;
+  event types are skipped, undecodable ones skipped with a warning (the first
+  ``MAX_WARNINGS`` of them: a stream of nonsense must not flood stderr);
 - a dropped or stalled connection (no byte, not even a ``: ping``, for
   ``stall_timeout``) is re-opened with ``Last-Event-ID``, backing off within
   a bounded number of attempts (then ``Unavailable``); no id is yielded twice;
@@ -47,6 +48,7 @@ __all__ = [
 
 DEFAULT_STALL_TIMEOUT = 45.0
 MAX_EVENT_BYTES = 1024 * 1024
+MAX_WARNINGS = 5
 # Once a run is being followed, ride out a control plane restart.
 RECONNECT_RETRY = RetryPolicy(attempts=8, first_delay=0.5, max_delay=10.0)
 
@@ -157,6 +159,7 @@ class EventStream:
         self._connection: contextlib.AsyncExitStack | None = None
         self._events: AsyncIterator[ServerSentEvent] | None = None
         self._failures = 0  # consecutive attempts that brought no event
+        self._warnings = 0
         self.connections = 0  # how many times a connection was opened (for tests and logs)
 
     @property
@@ -220,7 +223,7 @@ class EventStream:
         try:
             event_id = int(sse.id)
         except ValueError:
-            self._on_warning(f"skipped a {sse.event!r} event without a numeric id ({sse.id!r})")
+            self._warn(f"skipped a {sse.event!r} event without a numeric id ({sse.id!r})")
             return None
         if self._last_id is not None and event_id <= self._last_id:
             return None  # already seen before a reconnect
@@ -231,14 +234,18 @@ class EventStream:
         except UnknownEventError:
             return None
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            self._on_warning(
-                scrub(
-                    f"skipped event {event_id} ({sse.event}) that cannot be read: {exc}",
-                    self._secrets,
-                )
-            )
+            self._warn(f"skipped event {event_id} ({sse.event}) that cannot be read: {exc}")
             return None
         return event_id, event
+
+    def _warn(self, text: str) -> None:
+        self._warnings += 1
+        if self._warnings < MAX_WARNINGS:
+            self._on_warning(scrub(text, self._secrets))
+        elif self._warnings == MAX_WARNINGS:
+            self._on_warning(
+                scrub(text, self._secrets) + "; more unreadable events will be skipped silently"
+            )
 
     # --- connections ----------------------------------------------------
 
