@@ -132,7 +132,7 @@ NEAR_VALUES = st.sampled_from(
         [None],
         {"type": "x"},
     ]
-)
+).map(copy.deepcopy)  # a fresh [] or {} each time: near_valid_document changes them in place
 JSON = st.recursive(
     st.one_of(
         st.none(),

@@ -217,8 +217,9 @@ class EventStream:
         if sse.event == "message" and not sse.data:
             # A block with only `retry:` or `id:`. The id says where the stream
             # starts, so a reconnect before the first event misses nothing.
-            if sse.id.isdigit() and (self._last_id is None or int(sse.id) > self._last_id):
-                self._last_id = int(sse.id)
+            start = _start_id(sse.id)
+            if start is not None and (self._last_id is None or start > self._last_id):
+                self._last_id = start
             return None
         try:
             event_id = int(sse.id)
@@ -362,6 +363,17 @@ async def _close_quietly(stack: contextlib.AsyncExitStack) -> None:
             pass
         except CompartmentError:
             pass
+
+
+def _start_id(text: str) -> int | None:
+    """The id of a data-less block, when it is plain digits that ``int`` takes.
+
+    Not ``str.isdigit`` alone: it is true for "²", which ``int`` refuses, and
+    ``int`` refuses more than 4300 digits too.
+    """
+    if text.isascii() and text.isdigit() and len(text) <= 20:
+        return int(text)
+    return None
 
 
 def _ignore(_: str) -> None:
