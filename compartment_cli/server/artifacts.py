@@ -305,6 +305,13 @@ def _read_manifest(
         manifest = msgspec.json.decode(source.read(), type=DeployManifest, strict=True)
     except msgspec.DecodeError as exc:
         raise ArchiveError(f"member '{MANIFEST_NAME}' is invalid: {exc}") from None
+    # msgspec raises these, not DecodeError, for JSON nested deeper than the
+    # recursion limit (`connections` may hold any JSON) and for invalid UTF-8
+    # in a string: a 400 like any other bad manifest, not a 500.
+    except RecursionError:
+        raise ArchiveError(f"member '{MANIFEST_NAME}' is invalid: nested too deeply") from None
+    except UnicodeError:
+        raise ArchiveError(f"member '{MANIFEST_NAME}' is invalid: not valid UTF-8") from None
     if not manifest.services:
         raise ArchiveError(f"member '{MANIFEST_NAME}' is invalid: `$.services` is empty")
     if manifest.service_name is not None and manifest.service_name not in manifest.services:

@@ -488,7 +488,10 @@ def hostile_member(draw: st.DrawFn) -> Member:
     if kind == "absolute":
         return regular(draw(st.sampled_from(["/", "//", "/services/web/"])) + leaf)
     if kind == "dotdot":
-        return regular(draw(st.sampled_from(["services/web/", "", "services/web/x/"])) + escape)
+        # Not "/tmp/sentinel": after "services/web/" that is "services/web//tmp/sentinel",
+        # a harmless name inside the service that is rightly accepted.
+        climb = draw(st.sampled_from(["../../../sentinel", "../../sentinel/x"]))
+        return regular(draw(st.sampled_from(["services/web/", "", "services/web/x/"])) + climb)
     if kind == "symlink":
         return special(f"services/web/{leaf}", tarfile.SYMTYPE, escape)
     if kind == "hardlink":
