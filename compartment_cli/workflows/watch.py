@@ -42,7 +42,7 @@ from compartment_cli.client.events import (
     EventStream,
     NoEventStream,
 )
-from compartment_cli.errors import CompartmentError, Interrupted, WaitTimedOut
+from compartment_cli.errors import CompartmentError, Interrupted, Unavailable, WaitTimedOut
 from compartment_cli.models.api import (
     DeployResponse,
     NameRef,
@@ -246,10 +246,22 @@ async def follow_run(
         single = unwrap_group(group)
         if single is None:
             raise
-        raise single from None
+        raise _naming_the_run(single, tracker) from None
     finally:
         receive.close()
     return result
+
+
+def _naming_the_run(error: BaseException, tracker: _Tracker) -> BaseException:
+    """A network failure once the run exists: which run it was, and how to see how it ended."""
+    if not isinstance(error, Unavailable) or tracker.run_id is None:
+        return error
+    return Unavailable(
+        f"{error.message}. The {tracker.kind} was requested as run {tracker.run_id} and may "
+        "still be going on; once the control plane answers again, see how it ended with: "
+        f"compartment deployment watch {tracker.run_id}",
+        code=error.code,
+    )
 
 
 async def _interrupt_on_sigint(

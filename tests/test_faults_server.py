@@ -1,0 +1,121 @@
+"""Fault scenarios of issue 4 that break the control plane itself: SIGKILL mid-promotion,
+with and without a restart on the same port and data dir.
+
+The installed ``compartment`` talks straight to the control plane, as it would in CI;
+each command is bounded by a subprocess timeout, so a hang fails the test.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+from tests.fault_scenarios import finish, slow_project, start_cli, wait_until
+from tests.faults import FaultProxy, Mode
+from tests.support import ControlPlane, http_get, write_project
+
+NEVER = 3600  # seconds: "ready" later than any test lasts
+
+
+def cli_env(plane: ControlPlane) -> dict[str, str]:
+    return {**plane.env, "COMPARTMENT_TOKEN": plane.token}
+
+
+def posts(proxy: FaultProxy) -> int:
+    return sum(request.startswith(b"POST ") for request in proxy.requests)
+
+
+def promote_args(api_url: str, *extra: str) -> list[str]:
+    return [
+        "promote",
+        "--from",
+        "staging",
+        "--to",
+        "production",
+        "--project",
+        "shop",
+        "--output",
+        "json",
+        "--api-url",
+        api_url,
+        *extra,
+    ]
+
+
+def stuck_in_readiness(plane: ControlPlane, tmp_path: Path) -> dict[str, str]:
+    """1.0.0 active in production, 2.0.0 in staging, whose candidates in production never
+    become ready. Returns production's route URLs, by service."""
+    before = write_project(tmp_path / "v1", "1.0.0")
+    assert plane.deploy_and_wait(before, "production")["status"] == "succeeded"
+    after = slow_project(tmp_path / "v2", {"production": NEVER}, ["web", "api"])
+    assert plane.deploy_and_wait(after, "staging")["status"] == "succeeded"
+    return {name: d["routeUrl"] for name, d in plane.active("shop", "production").items()}
+
+
+def in_readiness(plane: ControlPlane) -> bool:
+    response = plane.get("/v1/deployments/status", projectName="shop", environmentName="production")
+    return any(d["promotionStage"] == "awaiting_readiness" for d in response.json()["deployments"])
+
+
+def test_killed_and_restarted_mid_promotion_ends_failed_with_the_reason(
+    control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    plane = control_plane
+    routes = stuck_in_readiness(plane, tmp_path)
+    started = start_cli(*promote_args(plane.api_url, "--verbose"), env=plane.env)
+    wait_until(lambda: in_readiness(plane), 20, "the candidates are being checked")
+
+    plane.kill()
+    time.sleep(2.5)
+    plane.start()  # same port, same data dir
+    # As soon as the control plane is back, each route serves what it served before.
+    for url in routes.values():
+        assert http_get(url).startswith("200 1.0.0 "), url
+    done = finish(started, 60, plane.token)
+
+    assert done.returncode == 1, done
+    result = done.json()
+    assert result["status"] == "failed"
+    reason = "the control plane stopped while this run was in flight"
+    assert all(reason in d["failureMessage"] for d in result["deployments"]), result
+    assert {d["serviceName"]: d["routeUrl"] for d in result["activeDeployments"]} == routes
+    assert reason in done.stderr
+    assert "; reconnecting" in done.stderr  # it waited through the restart, and said so
+    for url in routes.values():
+        assert http_get(url).startswith("200 1.0.0 "), url
+
+
+def test_never_back_ends_with_5_after_the_retries_or_124_at_the_timeout(
+    control_plane: ControlPlane, fault_proxy: FaultProxy, tmp_path: Path
+) -> None:
+    # Through the proxy only to see both commands send their (identical) promotion before
+    # the kill; then the proxy stops listening too, so the commands meet refused
+    # connections, as with the control plane alone.
+    plane = control_plane
+    stuck_in_readiness(plane, tmp_path)
+    patient = start_cli(*promote_args(fault_proxy.url), env=cli_env(plane))
+    hurried = start_cli(*promote_args(fault_proxy.url, "--timeout", "6s"), env=cli_env(plane))
+    wait_until(lambda: posts(fault_proxy) == 2 and in_readiness(plane), 20, "both are waiting")
+    plane.kill()
+    fault_proxy.set(Mode.DOWN)
+
+    timed_out = finish(hurried, 30, plane.token)
+    gave_up = finish(patient, 90, plane.token)
+
+    assert timed_out.returncode == 124, timed_out
+    error = timed_out.json()["error"]
+    assert error["code"] == "timeout"
+    run_id = re.search(r"compartment deployment watch (run_\w+)", error["message"])
+    assert run_id, error
+    assert timed_out.seconds < 6 + 3
+
+    assert gave_up.returncode == 5, gave_up
+    error = gave_up.json()["error"]
+    assert error["code"] == "event_stream_lost", gave_up
+    assert fault_proxy.url in error["message"]
+    assert "connection refused" in error["message"]
+    assert f"see how it ended with: compartment deployment watch {run_id[1]}" in error["message"]
+    assert gave_up.seconds < 60
+
+    plane.start()  # only so that it stops what the killed server left running
