@@ -255,6 +255,7 @@ def test_a_truncated_json_body(fake: FakeControlPlane) -> None:
 
     message = error_of(promote(fake), 5, "bad_response")
 
+    assert "answered POST /v1/deployments/promote with JSON this CLI cannot read" in message
     assert "truncated" in message
 
 

@@ -188,7 +188,7 @@ def _body_kind(response: httpx.Response) -> str:
     if "html" in content_type:
         return "an HTML page"
     if content_type.endswith("json"):
-        return "JSON that is not an API error"
+        return "JSON that is not an API error" if response.is_error else "JSON"
     return f"a {content_type or 'untyped'} body"
 
 
