@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import json
@@ -34,10 +35,19 @@ from httpx_sse import ServerSentEvent
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compartment_cli.client.api import RetryPolicy
+from compartment_cli.client.api import ApiClient, RetryPolicy
+from compartment_cli.client.connection import resolve_connection
 from compartment_cli.client.events import EventStream, NoEventStream
-from compartment_cli.errors import CompartmentError
-from compartment_cli.models.api import OperationSummary, ReadSummary
+from compartment_cli.errors import CompartmentError, UsageError
+from compartment_cli.models.api import (
+    DeployResponse,
+    ListResponse,
+    OperationSummary,
+    ReadSummary,
+    RunResponse,
+    StatusResponse,
+)
+from compartment_cli.models.config import ConfigFileError, read_config, record_remote
 from compartment_cli.models.events import (
     RUN_COMPLETED_EVENT,
     STATUS_EVENT,
@@ -475,3 +485,105 @@ def test_byte_mutations_of_valid_files_give_a_descriptor_or_lines(
 @given(st.sampled_from(BASES), st.integers(0, 4_000))
 def test_every_truncation_of_a_valid_file(tmp_path: Path, base: bytes, at: int) -> None:
     check_outcome(tmp_path / PROJECT_FILE, base[: at % (len(base) + 1)])
+
+
+# --- API responses and the CLI config file ----------------------------------------------
+
+
+def deep_json(depth: int, kind: str) -> bytes:
+    if kind == "array":
+        return b"[" * depth + b"]" * depth
+    return b'{"a": ' * depth + b"1" + b"}" * depth
+
+
+@st.composite
+def hostile_body(draw: st.DrawFn) -> bytes:
+    """JSON a broken or hostile server may send: deep, not UTF-8, or near an error body."""
+    kind = draw(st.sampled_from(["deep", "utf8", "error", "any"]))
+    if kind == "deep":
+        nested = deep_json(
+            draw(st.sampled_from([10, 2_000, 50_000])), draw(st.sampled_from(["array", "object"]))
+        )
+        where = draw(st.sampled_from(["top", "error", "deployments", "resources", "unknown"]))
+        if where == "top":
+            return nested
+        if where == "error":
+            return b'{"error": {"code": "c", "message": "m", "x": ' + nested + b"}}"
+        return b'{"%s": %s}' % (where.encode(), nested)
+    if kind == "utf8":
+        return draw(
+            st.sampled_from(
+                [
+                    b'{"error": {"code": "\xff", "message": "m"}}',
+                    b'{"error": {"code": "c", "message": "\xc3\x28"}}',
+                    b'{"deploymentRunId": "\xed\xa0\x80"}',
+                ]
+            )
+        )
+    if kind == "error":
+        return json.dumps(
+            {"error": {"code": draw(ANY_TEXT), "message": f"{draw(ANY_TEXT)} {TOKEN}"}},
+            ensure_ascii=False,
+        ).encode("utf-8", "surrogatepass")
+    return draw(
+        PAYLOADS.map(lambda p: p if isinstance(p, bytes) else p.encode("utf-8", "surrogatepass"))
+    )
+
+
+RESPONSE_TYPES = [DeployResponse, StatusResponse, ListResponse, RunResponse]
+
+
+@PROPERTY_SETTINGS
+@given(
+    status=st.sampled_from([200, 400, 401, 403, 404, 409, 429, 500, 502]),
+    content_type=st.sampled_from(["application/json", "text/html", ""]),
+    body=hostile_body(),
+    type_=st.sampled_from(RESPONSE_TYPES),
+)
+def test_an_api_response_is_a_value_or_a_compartment_error(
+    status: int, content_type: str, body: bytes, type_: type[Any]
+) -> None:
+    client = ApiClient(
+        httpx.AsyncClient(
+            base_url="http://127.0.0.1:9", headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+    )
+    request = httpx.Request("GET", "http://127.0.0.1:9/v1/deployments/status")
+    headers = {"content-type": content_type} if content_type else {}
+    response = httpx.Response(status, headers=headers, content=body, request=request)
+    outcome: object
+    try:
+        outcome = client._decode(response, type_)
+    except CompartmentError as error:
+        outcome = error
+    if isinstance(outcome, CompartmentError):
+        assert TOKEN not in outcome.message
+        assert status >= 400 or outcome.code == "bad_response"
+    else:
+        assert status < 400
+        assert isinstance(outcome, type_)
+
+
+@PROPERTY_SETTINGS
+@given(
+    st.one_of(
+        hostile_body(),
+        st.just(b'{"currentRemote": "local", "remotes": {"local": {"apiUrl": "\xff"}}}'),
+    )
+)
+def test_a_config_file_is_a_connection_or_a_usage_error_and_can_be_recorded_into(
+    tmp_path: Path, data: bytes
+) -> None:
+    (tmp_path / "config.json").write_bytes(data)
+    with contextlib.suppress(ConfigFileError):
+        read_config(tmp_path / "config.json")
+    outcome: object
+    try:
+        outcome = resolve_connection(environ={"COMPARTMENT_CLI_CONFIG_DIR": str(tmp_path)})
+    except UsageError as error:
+        outcome = error
+    assert TOKEN not in str(outcome)
+    # What `compartment server` does with it at start-up: record itself, or say why not.
+    with contextlib.suppress(ConfigFileError):
+        record_remote(tmp_path / "config.json", "local", "http://127.0.0.1:9", TOKEN)
+        assert read_config(tmp_path / "config.json").remotes["local"].session_token == TOKEN

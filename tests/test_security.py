@@ -538,3 +538,32 @@ def test_the_same_upload_without_anything_hostile_is_accepted(
     assert response.status_code == 200, response.text
     run = plane_for_uploads.wait_run(response.json()["deploymentRunId"])
     assert run["status"] == "succeeded", run
+
+
+HOSTILE_BODIES = {
+    "not utf-8": b'{"projectName": "\xff", "sourceEnvironmentName": "blue"}',
+    "deep array": b"[" * 50_000 + b"]" * 50_000,
+    "deep in a key": b'{"projectName": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+    "deep object": b'{"a": ' * 50_000 + b"1" + b"}" * 50_000,
+    "nul": b'{"projectName": "hello\x00"}',
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_BODIES))
+def test_hostile_json_bodies_are_refused_and_change_nothing(
+    plane_for_uploads: ControlPlane, case: str
+) -> None:
+    plane = plane_for_uploads
+    before = state_of(plane)
+    log = plane.root / "server.log"
+    tracebacks = log.read_text().count("Traceback")
+    with plane.client() as client:
+        response = client.post(
+            "/v1/deployments/promote",
+            content=HOSTILE_BODIES[case],
+            headers={"Content-Type": "application/json"},
+        )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_promote_deployment_request"
+    assert state_of(plane) == before
+    assert log.read_text().count("Traceback") == tracebacks

@@ -65,6 +65,10 @@ T = TypeVar("T")
 # Reads answer quickly; a deploy upload may be large, so writes get longer.
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=120.0, pool=10.0)
 _RETRIED_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# What msgspec raises for a body it cannot read: besides DecodeError and
+# ValidationError, UnicodeDecodeError for invalid UTF-8 in a string and
+# RecursionError for JSON nested deeper than the recursion limit (a few KB).
+_UNREADABLE = (msgspec.DecodeError, msgspec.ValidationError, UnicodeError, RecursionError)
 _UPLOAD_CHUNK = 256 * 1024
 
 
@@ -199,7 +203,7 @@ def error_from_response(
     status = response.status_code
     try:
         body = msgspec.json.decode(response.content, type=ErrorResponse)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except _UNREADABLE:
         body = None
     if body is not None:
         return error_for_response(status, body.error.code, scrub(body.error.message, secrets))
@@ -389,7 +393,7 @@ class ApiClient:
             raise error_from_response(response, where=self.where, secrets=self._secrets)
         try:
             return msgspec.json.decode(response.content, type=type_)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except _UNREADABLE as exc:
             request = response.request
             raise Unavailable(
                 self._scrub(

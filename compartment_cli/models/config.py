@@ -71,7 +71,9 @@ def read_config(path: Path) -> ConfigFile:
         return msgspec.json.decode(raw, type=ConfigFile)
     except msgspec.ValidationError as exc:  # a subclass of DecodeError: first
         raise ConfigFileError(path, str(exc)) from None
-    except msgspec.DecodeError:
+    # UnicodeDecodeError (invalid UTF-8 in a string) and RecursionError (nested
+    # too deeply) are what msgspec raises instead of DecodeError for those.
+    except (msgspec.DecodeError, UnicodeError, RecursionError):
         raise ConfigFileError(path, "is not valid JSON") from None
 
 
@@ -85,7 +87,7 @@ def record_remote(path: Path, name: str, api_url: str, token: str) -> None:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         data = {}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise ConfigFileError(path, f"cannot be updated: {exc.__class__.__name__}") from None
     if not isinstance(data, dict):
         raise ConfigFileError(path, "is not a JSON object")

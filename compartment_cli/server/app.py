@@ -162,7 +162,9 @@ async def parse_body(request: Request, body_type: type[Q], code: str) -> Q:
     body = await request.body()
     try:
         return msgspec.json.decode(body, type=body_type)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    # msgspec raises UnicodeDecodeError, not DecodeError, for invalid UTF-8 in a
+    # string, and RecursionError for JSON nested too deeply: a 400 all the same.
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeError, RecursionError) as exc:
         raise Refusal(400, code, f"invalid request body: {exc}") from None
 
 
