@@ -79,6 +79,10 @@ class EventBus:
     def subscriber_count(self) -> int:
         return sum(len(subs) for subs in self._subscribers.values())
 
+    def backlogs(self, project: str, environment: str) -> list[int]:
+        """How many events each live subscriber of the environment has yet to take."""
+        return [s.queue.qsize() for s in self._subscribers.get((project, environment), ())]
+
     def close_all(self) -> None:
         for subs in self._subscribers.values():
             for subscription in subs:

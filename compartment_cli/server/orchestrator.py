@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -43,7 +44,7 @@ from compartment_cli.models.events import (
     StepStatus,
 )
 from compartment_cli.server.artifacts import ArtifactStore, run_build
-from compartment_cli.server.bus import EventBus
+from compartment_cli.server.bus import SUBSCRIBER_BUFFER, EventBus
 from compartment_cli.server.routes import RouteTable
 from compartment_cli.server.runtime import (
     ProcessSpec,
@@ -100,6 +101,14 @@ class _RunContext:
     started_at: float = field(default_factory=time.monotonic)
 
 
+async def _wait_until(condition: Callable[[], bool], *, seconds: float) -> None:
+    """Until ``condition()`` holds, looking every millisecond, for at most ``seconds``."""
+    for _ in range(int(seconds * 1000)):
+        if condition():
+            return
+        await asyncio.sleep(0.001)
+
+
 def route_key(environment_id: str, service_name: str) -> str:
     return f"{environment_id}/{service_name}"
 
@@ -116,6 +125,7 @@ class Orchestrator:
         data_dir: Path,
         route_host: str,
         drain_timeout: float,
+        bench_flood: int = 0,
     ) -> None:
         self._store = store
         self._bus = bus
@@ -129,6 +139,7 @@ class Orchestrator:
         self._by_target: dict[tuple[str, str], _InFlight] = {}
         self._closing = False
         self._build_locks: dict[str, asyncio.Lock] = {}
+        self._bench_flood = bench_flood
 
     # --- admission (synchronous) -------------------------------------------------
 
@@ -435,6 +446,8 @@ class Orchestrator:
                 await self._open_route(deployment.environment_id, deployment.service_name, port)
         for candidate in context.candidates:
             self._update(context, candidate.deployment.id, status="running")
+        if context.run.type == "promote" and self._bench_flood:
+            await self._flood(context, self._bench_flood)
         if context.run.type == "deploy":
             failure = await self._build(context)
             if failure is not None:
@@ -483,6 +496,37 @@ class Orchestrator:
             if not ok:
                 return candidate.deployment.service_name, f"build failed: {message}"
         return None
+
+    async def _flood(self, context: _RunContext, count: int) -> None:
+        """Benchmarks only (``compartment server --bench-flood N``, a hidden switch of the
+        process, off by default; no request can turn it on): ``count`` progress events
+        of the run's first deployment, as fast as the environment's followers take them.
+
+        Waits up to 10 s for a follower, so that one sees every event, and pauses
+        while a follower's backlog is over half its buffer, so none is cut off.
+        """
+        project, environment = context.project.name, context.environment.name
+        candidate = context.candidates[0]
+
+        def followed() -> bool:
+            return bool(self._bus.backlogs(project, environment))
+
+        def caught_up() -> bool:
+            backlog = max(self._bus.backlogs(project, environment), default=0)
+            return backlog <= SUBSCRIBER_BUFFER // 2
+
+        await _wait_until(followed, seconds=10.0)
+        for number in range(1, count + 1):
+            self._step(
+                context,
+                candidate,
+                "starting_candidate",
+                "running",
+                f"bench flood: event {number} of {count}",
+            )
+            if number % 100 == 0:
+                await asyncio.sleep(0)
+                await _wait_until(caught_up, seconds=60.0)
 
     def _log_path(self, deployment: Deployment) -> Path:
         return self._logs / f"{deployment.id}.log"
