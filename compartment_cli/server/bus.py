@@ -13,11 +13,14 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import cached_property
 
 from compartment_cli.models.events import DeploymentEvent, encode_event_data, event_type_of
 from compartment_cli.server.store import Store
 
 SUBSCRIBER_BUFFER = 10_000
+REPLAY_BATCH = 1000  # events read from the log at a time
+LIVE_BATCH = 1000  # live events sent to a follower in one write, at most
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,14 @@ class StoredEvent:
     id: int
     type: str
     data: bytes
+
+    @cached_property
+    def frame(self) -> bytes:
+        """The event as one server-sent-events block: encoded once, sent to every follower.
+
+        ``data`` is one line: msgspec's JSON never holds a raw line break.
+        """
+        return b"id: %d\nevent: %s\ndata: %s\n\n" % (self.id, self.type.encode(), self.data)
 
 
 class Subscription:
@@ -97,20 +108,40 @@ class EventBus:
         in one or the other; ids already replayed are skipped when they arrive
         live. Ends when the subscription overflows or the bus closes.
         """
+        async for batch in self.batches(project, environment, after):
+            for event in batch:
+                yield event
+
+    async def batches(
+        self, project: str, environment: str, after: int
+    ) -> AsyncIterator[list[StoredEvent]]:
+        """``stream``, in lists of the events that are ready together.
+
+        A follower's stream sends each list as one write: a burst of events
+        costs one send per follower, not one per event and follower.
+        """
         async with self.subscribe(project, environment) as subscription:
             last = after
             while True:
-                batch = self._store.events_after(project, environment, last)
-                for event_id, event_type, data in batch:
-                    last = event_id
-                    yield StoredEvent(event_id, event_type, data)
-                if len(batch) < 1000:
+                rows = self._store.events_after(project, environment, last, limit=REPLAY_BATCH)
+                if rows:
+                    last = rows[-1][0]
+                    yield [StoredEvent(*row) for row in rows]
+                if len(rows) < REPLAY_BATCH:
                     break
+            queue = subscription.queue
             while True:
-                event = await subscription.queue.get()
-                if event is None:
-                    return
-                if event.id <= last:
-                    continue
-                last = event.id
-                yield event
+                ready = [await queue.get()]
+                while len(ready) < LIVE_BATCH and not queue.empty():
+                    ready.append(queue.get_nowait())
+                batch: list[StoredEvent] = []
+                for event in ready:
+                    if event is None:
+                        if batch:
+                            yield batch
+                        return
+                    if event.id > last:
+                        last = event.id
+                        batch.append(event)
+                if batch:
+                    yield batch
