@@ -1,5 +1,6 @@
 """Fault scenarios of issue 4 that break the control plane itself: SIGKILL mid-promotion,
-with and without a restart on the same port and data dir.
+with and without a restart on the same port and data dir, and SIGSTOP (a control plane
+that accepts connections and answers nothing).
 
 The installed ``compartment`` talks straight to the control plane, as it would in CI;
 each command is bounded by a subprocess timeout, so a hang fails the test.
@@ -8,10 +9,11 @@ each command is bounded by a subprocess timeout, so a hang fails the test.
 from __future__ import annotations
 
 import re
+import signal
 import time
 from pathlib import Path
 
-from tests.fault_scenarios import finish, slow_project, start_cli, wait_until
+from tests.fault_scenarios import finish, run_count, slow_project, start_cli, wait_until
 from tests.faults import FaultProxy, Mode
 from tests.support import ControlPlane, http_get, write_project
 
@@ -119,3 +121,34 @@ def test_never_back_ends_with_5_after_the_retries_or_124_at_the_timeout(
     assert gave_up.seconds < 60
 
     plane.start()  # only so that it stops what the killed server left running
+
+
+def test_frozen_before_or_during_a_promotion_ends_at_the_timeout(
+    control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    # SIGSTOP: the kernel still accepts connections for the server, nothing answers them.
+    plane = control_plane
+    assert plane.process is not None
+    stuck_in_readiness(plane, tmp_path)
+    waiting = start_cli(*promote_args(plane.api_url, "--timeout", "5s"), env=plane.env)
+    wait_until(lambda: in_readiness(plane), 20, "the candidates are being checked")
+    plane.process.send_signal(signal.SIGSTOP)
+    try:
+        starting = start_cli(*promote_args(plane.api_url, "--timeout", "3s"), env=plane.env)
+        too_late = finish(starting, 30, plane.token)
+        midway = finish(waiting, 30, plane.token)
+    finally:
+        plane.process.send_signal(signal.SIGCONT)
+
+    assert too_late.returncode == 124, too_late
+    error = too_late.json()["error"]
+    assert error["code"] == "timeout"
+    assert error["message"] == (
+        f"Timed out after 3s before the control plane at {plane.api_url} answered; "
+        "the promotion was not requested, nothing was started."
+    )
+    assert too_late.seconds < 3 + 2
+    assert midway.returncode == 124, midway
+    assert "compartment deployment watch run_" in midway.json()["error"]["message"]
+    assert midway.seconds < 5 + 2
+    assert run_count(plane) == 1

@@ -13,9 +13,11 @@
 4. the final state is read once from ``/v1/deployments/status`` and returned
    as a ``RunResult``.
 
-``--timeout`` bounds step 3 only (``WaitTimedOut``); Ctrl-C anywhere is
-``Interrupted``. Both carry the run id, so the message can say how to follow
-the run again. Nothing here prints: progress goes to ``Progress``.
+``--timeout`` bounds all four steps (``WaitTimedOut``), so a control plane
+that accepts connections and never answers cannot hold the command past it;
+Ctrl-C anywhere is ``Interrupted``. Both carry the run id once there is one,
+so the message can say how to follow the run again. Nothing here prints:
+progress goes to ``Progress``.
 """
 
 from __future__ import annotations
@@ -197,7 +199,7 @@ def unwrap_group(group: BaseExceptionGroup[BaseException]) -> BaseException | No
 
 @dataclass
 class _Tracker:
-    """Where the command is, for the message of a Ctrl-C."""
+    """Where the command is, for the message of a Ctrl-C or a timeout."""
 
     phase: Literal["subscribing", "requesting", "waiting", "reading"] = "subscribing"
     kind: str = "promotion"
@@ -222,34 +224,60 @@ async def follow_run(
     api = ApiClient(http, retry=wait.api_retry)
     tracker = _Tracker(kind="promotion" if kind == "promote" else "deployment")
     send, receive = anyio.create_memory_object_stream[_Item](1024)
-    try:
-        async with anyio.create_task_group() as tg:
-            if wait.handle_sigint:
-                await tg.start(_interrupt_on_sigint, tracker)
-            streaming = await tg.start(
-                _follow_events, http, project, environment, send, progress, wait
-            )
-            tracker.phase = "requesting"
-            clock = time.monotonic()
-            target = await start(api)
-            tracker.run_id = target.run_id
-            tracker.phase = "waiting"
-            progress.run_started(target)
-            status, deployments = await _wait(
-                api, target, receive if streaming else None, progress, wait
-            )
-            elapsed_ms = int((time.monotonic() - clock) * 1000)
-            tracker.phase = "reading"
-            result = await _final_result(api, target, status, deployments, elapsed_ms)
-            tg.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        single = unwrap_group(group)
-        if single is None:
-            raise
-        raise _naming_the_run(single, tracker) from None
-    finally:
-        receive.close()
-    return result
+    with anyio.move_on_after(math.inf if wait.timeout is None else wait.timeout):
+        try:
+            async with anyio.create_task_group() as tg:
+                if wait.handle_sigint:
+                    await tg.start(_interrupt_on_sigint, tracker)
+                streaming = await tg.start(
+                    _follow_events, http, project, environment, send, progress, wait
+                )
+                tracker.phase = "requesting"
+                clock = time.monotonic()
+                target = await start(api)
+                tracker.run_id = target.run_id
+                tracker.phase = "waiting"
+                progress.run_started(target)
+                status, deployments = await _wait(
+                    api, target, receive if streaming else None, progress, wait
+                )
+                elapsed_ms = int((time.monotonic() - clock) * 1000)
+                tracker.phase = "reading"
+                result = await _final_result(api, target, status, deployments, elapsed_ms)
+                tg.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            single = unwrap_group(group)
+            if single is None:
+                raise
+            raise _naming_the_run(single, tracker) from None
+        finally:
+            receive.close()
+        return result
+    raise _timed_out(tracker, wait.timeout, api.where)
+
+
+def _timed_out(tracker: _Tracker, timeout: float | None, where: str) -> WaitTimedOut:
+    after = f"Timed out after {timeout:g}s"
+    if tracker.run_id is not None and tracker.phase == "reading":
+        return WaitTimedOut(
+            f"{after} reading the result of run {tracker.run_id}, which has ended; see it "
+            f"with: compartment deployment watch {tracker.run_id}"
+        )
+    if tracker.run_id is not None:
+        return WaitTimedOut(
+            f"{after} waiting for run {tracker.run_id} to finish.",
+            run_id=tracker.run_id,
+            kind=tracker.kind,
+        )
+    if tracker.phase == "requesting":
+        return WaitTimedOut(
+            f"{after} while the {tracker.kind} was being requested from {where}; it may have "
+            "started. See: compartment deployment list"
+        )
+    return WaitTimedOut(
+        f"{after} before the control plane at {where} answered; the {tracker.kind} was not "
+        "requested, nothing was started."
+    )
 
 
 def _naming_the_run(error: BaseException, tracker: _Tracker) -> BaseException:
@@ -330,22 +358,14 @@ async def _wait(
     """The run's final status and deployments, from its ``run.completed`` or by polling."""
     if target.final_status is not None:
         return target.final_status, target.deployments
-    with anyio.move_on_after(math.inf if wait.timeout is None else wait.timeout) as scope:
-        seen: dict[str, tuple[str, str]] = {}
-        if events is not None:
-            completed = await _wait_for_events(events, target, progress, seen)
-            if completed is not None:
-                return completed.status, completed.deployments
-            progress.notice("the event stream is gone; polling for status instead")
-        deployments = await _poll(api, target, progress, seen, wait.poll_interval)
-        return _status_of(deployments), deployments
-    assert scope.cancelled_caught
-    waited = "forever" if wait.timeout is None else f"{wait.timeout:g}s"
-    raise WaitTimedOut(
-        f"Timed out after {waited} waiting for run {target.run_id} to finish.",
-        run_id=target.run_id,
-        kind="promotion" if target.kind == "promote" else "deployment",
-    )
+    seen: dict[str, tuple[str, str]] = {}
+    if events is not None:
+        completed = await _wait_for_events(events, target, progress, seen)
+        if completed is not None:
+            return completed.status, completed.deployments
+        progress.notice("the event stream is gone; polling for status instead")
+    deployments = await _poll(api, target, progress, seen, wait.poll_interval)
+    return _status_of(deployments), deployments
 
 
 def _changed(seen: dict[str, tuple[str, str]], deployment: ReadSummary) -> bool:
