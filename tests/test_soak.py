@@ -21,7 +21,7 @@ Two forms:
 - by default (``pytest tests/test_soak.py``): 30 promotions, 3 of them
   through the CLI, warm-up = the first 10; about 15 s on two cores;
 - ``pytest --run-slow tests/test_soak.py`` (or ``make soak``): the full 200,
-  20 through the CLI, warm-up = the first 20, as issue 4 asks; about 90 s.
+  20 through the CLI, warm-up = the first 20, as issue 4 asks; 70-90 s.
 """
 
 from __future__ import annotations
