@@ -215,7 +215,7 @@ class FaultProxy:
             self._loop.create_task(self._refuse_for(seconds))
         connection = _Connection(writer)
         if self.match is None and self.mode is Mode.CLOSE:
-            writer.close()
+            await _close(reader, writer)
             return
         if self.match is None and self.mode is Mode.RESET:
             _reset(writer)
@@ -300,6 +300,15 @@ def _reset(writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     writer.transport.abort()
+
+
+async def _close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Close with FIN. A socket closed with unread data in it sends RST instead (Linux), so
+    send the FIN first, then read what the client sends until it closes too."""
+    with contextlib.suppress(OSError, TimeoutError):
+        writer.write_eof()
+        await asyncio.wait_for(reader.read(), 5)
+    writer.close()
 
 
 def _abort(writer: asyncio.StreamWriter) -> None:
