@@ -340,7 +340,12 @@ async def _follow_events(
                 subscribed = True
                 task_status.started(True)
                 async for item in stream:
-                    await send.send(item)
+                    # No trip through the event loop per event while there is room:
+                    # the waiter takes what is buffered in one go (see _received).
+                    try:
+                        send.send_nowait(item)
+                    except anyio.WouldBlock:
+                        await send.send(item)
         except NoEventStream:
             if not subscribed:
                 task_status.started(False)
@@ -383,9 +388,7 @@ async def _wait_for_events(
     seen: dict[str, tuple[str, str]],
 ) -> RunCompletedEvent | None:
     """The run's ``run.completed``; None when the stream went away first."""
-    async for item in events:
-        if item is _STREAM_GONE:
-            return None
+    while (item := await _next_item(events)) is not _STREAM_GONE:
         _, event = item
         if run_id_of(event) != target.run_id:
             continue
@@ -401,6 +404,21 @@ async def _wait_for_events(
         else:
             return event
     return None
+
+
+async def _next_item(events: MemoryObjectReceiveStream[_Item]) -> _Item:
+    """The next item, taken without awaiting when one is buffered (``receive`` is a trip
+    through the event loop per item, the main cost of a flood of events); ``_STREAM_GONE``
+    once the follower has ended."""
+    try:
+        return events.receive_nowait()
+    except anyio.WouldBlock:
+        try:
+            return await events.receive()
+        except anyio.EndOfStream:
+            return _STREAM_GONE
+    except anyio.EndOfStream:
+        return _STREAM_GONE
 
 
 async def _poll(
@@ -482,7 +500,20 @@ def _parse_time(value: str | None) -> datetime | None:
 async def watch_run(
     http: httpx.AsyncClient, run_id: str, progress: Progress, wait: WaitOptions
 ) -> RunResult:
-    """Follow the run ``run_id`` to its end, or report it if it has ended."""
+    """Follow the run ``run_id`` to its end, or report it if it has ended; ``--timeout``
+    bounds it all, the first look at the run included."""
+    with anyio.move_on_after(math.inf if wait.timeout is None else wait.timeout):
+        return await _watch_run(http, run_id, progress, wait)
+    raise WaitTimedOut(
+        f"Timed out after {wait.timeout:g}s waiting for run {run_id} to finish.",
+        run_id=run_id,
+        kind="run",
+    )
+
+
+async def _watch_run(
+    http: httpx.AsyncClient, run_id: str, progress: Progress, wait: WaitOptions
+) -> RunResult:
     api = ApiClient(http, retry=wait.api_retry)
     first = await api.get_run(run_id)
 
