@@ -6,6 +6,7 @@ terminal and whether ``NO_COLOR`` is set; these functions only obey.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, tzinfo
 
@@ -159,8 +160,7 @@ def error_json(code: str, message: str, exit_code: int) -> bytes:
 
 def step_line(event: StepEvent, *, tz: tzinfo | None = None, color: bool = False) -> str:
     """``12:00:01.204  api  checking_readiness  GET /healthz answered 503, retrying``."""
-    at = _parse_time(event.at)
-    when = clock(at, tz) if at is not None else event.at
+    when = _clock_of(event.at, tz)
     step = event.step if event.status == "running" else f"{event.step} {event.status}"
     parts = [
         _paint(when, "dim", color),
@@ -170,6 +170,15 @@ def step_line(event: StepEvent, *, tz: tzinfo | None = None, color: bool = False
     if event.message:
         parts.append(event.message)
     return "  ".join(parts)
+
+
+@functools.lru_cache(maxsize=256)
+def _clock_of(at: str, tz: tzinfo | None) -> str:
+    """``clock`` of an event's ``at``, or ``at`` itself when it is not a time. Cached: the
+    events of a burst share a few timestamps, and converting one costs more than the rest
+    of its line."""
+    parsed = _parse_time(at)
+    return clock(parsed, tz) if parsed is not None else at
 
 
 def deployment_change_line(

@@ -16,6 +16,7 @@ anything unexpected as a bug report, traceback only with ``COMPARTMENT_DEBUG=1``
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import sys
@@ -246,7 +247,36 @@ class _Reporter:
 
 
 class _LineReporter(_Reporter):
-    """``--verbose``: every event, one line each, as it arrives."""
+    """``--verbose``: every event, one line each, as it arrives.
+
+    The lines of events that arrive together (a burst the workflow handles in
+    one go) are written together, before the event loop next waits: one write
+    per burst instead of one per line, which a flood of events is mostly made of.
+    """
+
+    def __init__(self, stream: TextIO, *, color: bool) -> None:
+        super().__init__(stream, color=color)
+        self._pending: list[str] = []
+
+    def _line(self, text: str) -> None:
+        if not self._pending:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # not within the event loop: write it at once
+                super()._line(text)
+                return
+            loop.call_soon(self.flush)
+        self._pending.append(text)
+
+    def flush(self) -> None:
+        lines, self._pending = self._pending, []
+        if lines:
+            with self._lock:
+                self.stream.write("".join(line + "\n" for line in lines))
+                self.stream.flush()
+
+    def close(self) -> None:
+        self.flush()
 
     def run_started(self, target: RunTarget) -> None:
         super().run_started(target)
