@@ -132,10 +132,19 @@ def test_frozen_before_or_during_a_promotion_ends_at_the_timeout(
     stuck_in_readiness(plane, tmp_path)
     waiting = start_cli(*promote_args(plane.api_url, "--timeout", "5s"), env=plane.env)
     wait_until(lambda: in_readiness(plane), 20, "the candidates are being checked")
+    run_id = plane.get("/v1/deployments", projectName="shop").json()["deployments"][0][
+        "deploymentRunId"
+    ]
     plane.process.send_signal(signal.SIGSTOP)
     try:
         starting = start_cli(*promote_args(plane.api_url, "--timeout", "3s"), env=plane.env)
+        watching = start_cli(
+            *("deployment", "watch", run_id, "--timeout", "3s", "--output", "json"),
+            *("--api-url", plane.api_url),
+            env=plane.env,
+        )
         too_late = finish(starting, 30, plane.token)
+        watched = finish(watching, 30, plane.token)
         midway = finish(waiting, 30, plane.token)
     finally:
         plane.process.send_signal(signal.SIGCONT)
@@ -148,6 +157,9 @@ def test_frozen_before_or_during_a_promotion_ends_at_the_timeout(
         "the promotion was not requested, nothing was started."
     )
     assert too_late.seconds < 3 + 2
+    assert watched.returncode == 124, watched
+    assert f"follow it again with: compartment deployment watch {run_id}" in watched.stdout
+    assert watched.seconds < 3 + 2
     assert midway.returncode == 124, midway
     assert "compartment deployment watch run_" in midway.json()["error"]["message"]
     assert midway.seconds < 5 + 2
