@@ -10,7 +10,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from benchmarks import completion, fanout, startup, throughput
@@ -38,6 +38,11 @@ class Settings:
     flood_large: int
     followers: int
     fanout_runs: int
+    use_hyperfine: bool = True  # where installed
+
+    @property
+    def timer(self) -> str:
+        return "hyperfine" if self.use_hyperfine and startup.hyperfine() else "its own loop"
 
 
 FULL = Settings(30, 3, 30, 10_000, 100_000, 200, 5)
@@ -65,9 +70,13 @@ def startup_rows(settings: Settings) -> list[Row]:
     ]
     if gh is not None:
         commands.append([gh, "help"])
-    how = "hyperfine" if startup.hyperfine() else "own loop"
-    _log(f"start-up: {settings.startup_runs} runs of each command ({how})")
-    times = startup.medians(commands, runs=settings.startup_runs, warmup=settings.startup_warmup)
+    _log(f"start-up: {settings.startup_runs} runs of each command ({settings.timer})")
+    times = startup.medians(
+        commands,
+        runs=settings.startup_runs,
+        warmup=settings.startup_warmup,
+        use_hyperfine=settings.use_hyperfine,
+    )
     python, version, help_ = (t * 1000 for t in times[:3])
     rows = [
         Row(
@@ -249,12 +258,12 @@ def throughput_rows(root: Path, settings: Settings) -> list[Row]:
 # --- the run ---------------------------------------------------------------------------------
 
 
-def machine() -> str:
+def machine(settings: Settings) -> str:
     cpus = os.cpu_count()
     return (
         f"{platform.system()} {platform.machine()}, {cpus} CPU(s), "
         f"Python {platform.python_version()} ({sys.executable}), "
-        f"start-up timed with {'hyperfine' if startup.hyperfine() else 'its own loop'}"
+        f"start-up timed with {settings.timer}"
     )
 
 
@@ -280,10 +289,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the rows as JSON to this file")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     parser.add_argument(
+        "--no-hyperfine", action="store_true", help="time start-up with its own loop"
+    )
+    parser.add_argument(
         "--scratch", type=Path, help="where the control planes live (default: a new temp dir)"
     )
     args = parser.parse_args(argv)
     settings = SMOKE if args.smoke else FULL
+    if args.no_hyperfine:
+        settings = replace(settings, use_hyperfine=False)
     if args.scratch is not None:
         args.scratch.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="compartment-bench-", dir=args.scratch))
@@ -296,10 +310,14 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(root, ignore_errors=True)
     header = f"compartment-cli benchmarks{' (smoke: tiny counts)' if args.smoke else ''}"
-    print(f"{header}\n{machine()}\n")
+    print(f"{header}\n{machine(settings)}\n")
     print(render(rows), flush=True)
     _log(f"done in {time.monotonic() - started:.0f} s")
     if args.json is not None:
-        document = {"machine": machine(), "smoke": args.smoke, "rows": [r.as_dict() for r in rows]}
+        document = {
+            "machine": machine(settings),
+            "smoke": args.smoke,
+            "rows": [r.as_dict() for r in rows],
+        }
         args.json.write_text(json.dumps(document, indent=2) + "\n")
     return 0

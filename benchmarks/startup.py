@@ -23,9 +23,11 @@ def hyperfine() -> str | None:
     return shutil.which("hyperfine")
 
 
-def medians(commands: Sequence[Sequence[str]], *, runs: int, warmup: int) -> list[float]:
+def medians(
+    commands: Sequence[Sequence[str]], *, runs: int, warmup: int, use_hyperfine: bool = True
+) -> list[float]:
     """The median wall time of each command, in seconds."""
-    tool = hyperfine()
+    tool = hyperfine() if use_hyperfine else None
     if tool is not None:
         return _with_hyperfine(tool, commands, runs=runs, warmup=warmup)
     return _with_own_loop(commands, runs=runs, warmup=warmup)

@@ -53,6 +53,7 @@ def test_smoke_mode_reports_every_figure_with_a_value(tmp_path: Path) -> None:
             "-m",
             "benchmarks",
             "--smoke",
+            "--no-hyperfine",  # the suite must not depend on it
             "--json",
             str(out),
             "--scratch",
