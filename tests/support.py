@@ -57,6 +57,8 @@ class ControlPlane:
     root: Path
     port: int = field(default_factory=free_port)
     extra_args: list[str] = field(default_factory=list)
+    server_env: dict[str, str] = field(default_factory=dict)
+    """More environment for the server process only."""
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
@@ -101,7 +103,11 @@ class ControlPlane:
         ]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                args, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.root
+                args,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**self.env, **self.server_env},
+                cwd=self.root,
             )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

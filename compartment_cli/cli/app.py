@@ -366,7 +366,9 @@ def server(
         str | None,
         typer.Option(
             "--token",
-            help="API token (default: read or create <data dir>/token).",
+            envvar="COMPARTMENT_SERVER_TOKEN",
+            help="API token (default: read or create <data dir>/token). Prefer the "
+            "environment variable: a flag is visible to other users in the process list.",
             show_default=False,
         ),
     ] = None,

@@ -100,6 +100,25 @@ def test_no_login_leaves_the_config_alone(tmp_path: Path) -> None:
     assert "t0ken-t0ken" not in (plane.root / "server.log").read_text()
 
 
+def test_the_token_can_come_from_the_environment_instead_of_the_process_list(
+    tmp_path: Path,
+) -> None:
+    plane = ControlPlane(
+        tmp_path / "plane", server_env={"COMPARTMENT_SERVER_TOKEN": "env-t0ken-env-t0ken"}
+    )
+    plane.start()
+    try:
+        assert plane.process is not None
+        cmdline = Path(f"/proc/{plane.process.pid}/cmdline").read_bytes()
+        with plane.client(token="env-t0ken-env-t0ken") as client:
+            assert client.get("/v1/deployments", params={"projectName": "shop"}).status_code == 404
+        with plane.client(token="wrong-wrong-wrong") as client:
+            assert client.get("/v1/deployments", params={"projectName": "shop"}).status_code == 401
+    finally:
+        plane.stop()
+    assert b"env-t0ken" not in cmdline
+
+
 # --- bad input changes nothing ----------------------------------------------------------
 
 
