@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime, tzinfo
 
 import msgspec
 
-from compartment_cli.models.api import ListResponse, ReadSummary
+from compartment_cli.models.api import ListResponse, ReadSummary, parse_timestamp
 from compartment_cli.models.events import StepEvent
 from compartment_cli.models.result import ErrorDetail, ErrorDocument, RunResult
 
@@ -51,16 +51,6 @@ def _paint(text: str, style: str, color: bool) -> str:
     return f"{code}{text}{_RESET}" if color and code else text
 
 
-def _parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def clock(at: datetime, tz: tzinfo | None = None) -> str:
     """``12:00:01.204``: the time of day of ``at`` in ``tz`` (default: local)."""
     local = at.astimezone(tz)
@@ -84,8 +74,8 @@ def format_duration(ms: int | None) -> str:
 
 
 def deployment_duration_ms(deployment: ReadSummary) -> int | None:
-    started = _parse_time(deployment.created_at)
-    ended = _parse_time(deployment.completed_at)
+    started = parse_timestamp(deployment.created_at)
+    ended = parse_timestamp(deployment.completed_at)
     if started is None or ended is None:
         return None
     return int((ended - started).total_seconds() * 1000)
@@ -177,7 +167,7 @@ def _clock_of(at: str, tz: tzinfo | None) -> str:
     """``clock`` of an event's ``at``, or ``at`` itself when it is not a time. Cached: the
     events of a burst share a few timestamps, and converting one costs more than the rest
     of its line."""
-    parsed = _parse_time(at)
+    parsed = parse_timestamp(at)
     return clock(parsed, tz) if parsed is not None else at
 
 

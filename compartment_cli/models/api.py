@@ -8,6 +8,7 @@ and exact on encode, so that our control plane serves the platform's shapes.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -198,6 +199,18 @@ class RunResponse(Wire):
     deployments: list[ReadSummary]
     created_at: str
     completed_at: str | None
+
+
+def parse_timestamp(value: str | None) -> datetime | None:
+    """An ISO-8601 timestamp of the API as an aware datetime (UTC when it names no zone);
+    None when absent or unreadable: a display can do without it."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def is_done(deployment: ReadSummary) -> bool:

@@ -49,6 +49,7 @@ from compartment_cli.server.routes import RouteTable
 from compartment_cli.server.runtime import (
     ProcessSpec,
     ReadinessResult,
+    RunningProcess,
     Supervisor,
     check_readiness,
     check_started,
@@ -111,6 +112,24 @@ async def _wait_until(condition: Callable[[], bool], *, seconds: float) -> None:
 
 def route_key(environment_id: str, service_name: str) -> str:
     return f"{environment_id}/{service_name}"
+
+
+def _grace(config: ServiceConfig) -> float:
+    return UNROUTED_WEB_GRACE_S if config.kind in ROUTED_KINDS else WORKER_GRACE_S
+
+
+async def _await_ready(
+    process: RunningProcess, config: ServiceConfig, *, report: Callable[[str], None]
+) -> ReadinessResult:
+    """compartment.yml's readiness check or, without one, still running after a grace."""
+    if config.readiness is None:
+        return await check_started(process, grace=_grace(config))
+    return await check_readiness(
+        process,
+        path=config.readiness.path,
+        timeout_ms=config.readiness.timeout_ms,
+        report=report,
+    )
 
 
 class Orchestrator:
@@ -528,6 +547,25 @@ class Orchestrator:
                 await asyncio.sleep(0)
                 await _wait_until(caught_up, seconds=60.0)
 
+    def _spec(
+        self,
+        deployment: Deployment,
+        project: Project,
+        environment: Environment,
+        command: str,
+        port: int,
+    ) -> ProcessSpec:
+        return ProcessSpec(
+            deployment_id=deployment.id,
+            project=project.name,
+            environment=environment.name,
+            service=deployment.service_name,
+            command=command,
+            cwd=self._artifacts.path(deployment.artifact_digest),
+            log_path=self._log_path(deployment),
+            port=port,
+        )
+
     def _log_path(self, deployment: Deployment) -> Path:
         return self._logs / f"{deployment.id}.log"
 
@@ -569,16 +607,7 @@ class Orchestrator:
         self._step(context, candidate, "starting_candidate", "running", f"$ {command}")
         try:
             process = await self._supervisor.start(
-                ProcessSpec(
-                    deployment_id=deployment.id,
-                    project=context.project.name,
-                    environment=context.environment.name,
-                    service=deployment.service_name,
-                    command=command,
-                    cwd=self._artifacts.path(deployment.artifact_digest),
-                    log_path=self._log_path(deployment),
-                    port=port,
-                )
+                self._spec(deployment, context.project, context.environment, command, port)
             )
         except OSError as exc:
             message = f"could not start {command!r}: {exc.strerror or exc}"
@@ -595,33 +624,20 @@ class Orchestrator:
         )
         self._update(context, deployment.id, stage="awaiting_readiness")
         if config.readiness is not None:
-            readiness = config.readiness
-            self._step(
-                context,
-                candidate,
-                "checking_readiness",
-                "running",
-                f"GET {readiness.path} until it answers 2xx, for up to"
-                f" {readiness.timeout_ms / 1000:g} s",
-            )
-            result = await check_readiness(
-                process,
-                path=readiness.path,
-                timeout_ms=readiness.timeout_ms,
-                report=lambda text: self._step(
-                    context, candidate, "checking_readiness", "running", text
-                ),
+            plan = (
+                f"GET {config.readiness.path} until it answers 2xx, for up to"
+                f" {config.readiness.timeout_ms / 1000:g} s"
             )
         else:
-            grace = UNROUTED_WEB_GRACE_S if config.kind in ROUTED_KINDS else WORKER_GRACE_S
-            self._step(
-                context,
-                candidate,
-                "checking_readiness",
-                "running",
-                f"no readiness check: ready if still running after {grace:g} s",
-            )
-            result = await check_started(process, grace=grace)
+            plan = f"no readiness check: ready if still running after {_grace(config):g} s"
+        self._step(context, candidate, "checking_readiness", "running", plan)
+        result = await _await_ready(
+            process,
+            config,
+            report=lambda text: self._step(
+                context, candidate, "checking_readiness", "running", text
+            ),
+        )
         self._step(
             context,
             candidate,
@@ -833,30 +849,13 @@ class Orchestrator:
         port = free_port()
         try:
             process = await self._supervisor.start(
-                ProcessSpec(
-                    deployment_id=deployment.id,
-                    project=project.name,
-                    environment=environment.name,
-                    service=deployment.service_name,
-                    command=command,
-                    cwd=self._artifacts.path(deployment.artifact_digest),
-                    log_path=self._log_path(deployment),
-                    port=port,
-                )
+                self._spec(deployment, project, environment, command, port)
             )
         except OSError as exc:
             log.error("could not restore %s: %s", deployment.id, exc)
             self._store.update_deployment(deployment.id, health="unhealthy")
             return
-        if config.readiness is not None:
-            result = await check_readiness(
-                process,
-                path=config.readiness.path,
-                timeout_ms=config.readiness.timeout_ms,
-                report=lambda _text: None,
-            )
-        else:
-            result = await check_started(process, grace=UNROUTED_WEB_GRACE_S)
+        result = await _await_ready(process, config, report=lambda _text: None)
         self._store.update_deployment(deployment.id, health="healthy" if result.ok else "unhealthy")
         if not result.ok:
             log.error("restored %s is not ready: %s", deployment.id, result.message)

@@ -51,6 +51,7 @@ from compartment_cli.models.api import (
     ReadSummary,
     RunStatus,
     is_done,
+    parse_timestamp,
 )
 from compartment_cli.models.events import (
     DeploymentEvent,
@@ -466,8 +467,8 @@ async def _final_result(
         mine = deployments
     duration_ms = elapsed_ms
     if target.created_at is not None:
-        started = _parse_time(target.created_at)
-        ended = _parse_time(target.completed_at) or datetime.now(UTC)
+        started = parse_timestamp(target.created_at)
+        ended = parse_timestamp(target.completed_at) or datetime.now(UTC)
         if started is not None:
             duration_ms = max(0, int((ended - started).total_seconds() * 1000))
     return RunResult(
@@ -482,16 +483,6 @@ async def _final_result(
         active_deployments=final.active_deployments,
         duration_ms=duration_ms,
     )
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 # --- deployment watch ------------------------------------------------------------------------
