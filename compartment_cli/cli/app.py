@@ -385,6 +385,9 @@ def server(
     ] = False,
     ping_interval: Annotated[float, typer.Option("--ping-interval", hidden=True)] = 15.0,
     drain_timeout: Annotated[float, typer.Option("--drain-timeout", hidden=True)] = 10.0,
+    event_retention: Annotated[
+        int, typer.Option("--event-retention", hidden=True, min=1)
+    ] = 100_000,
     max_upload_bytes: Annotated[int, typer.Option("--max-upload-bytes", hidden=True)] = (
         200 * 1024 * 1024
     ),
@@ -402,6 +405,7 @@ def server(
         events=not no_events,
         ping_interval=ping_interval,
         drain_timeout=drain_timeout,
+        event_retention=event_retention,
         max_upload_bytes=max_upload_bytes,
         bench_flood=bench_flood,
     )

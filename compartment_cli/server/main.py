@@ -39,6 +39,7 @@ class ServerOptions:
     max_upload_bytes: int = 200 * 1024 * 1024
     ping_interval: float = 15.0
     drain_timeout: float = 10.0
+    event_retention: int = 100_000  # events kept in the log; older ones are pruned
     bench_flood: int = 0  # benchmarks only: N extra progress events in each promotion
 
 
@@ -139,6 +140,7 @@ def serve(options: ServerOptions) -> int:
         data_dir=data_dir,
         route_host=route_host,
         drain_timeout=options.drain_timeout,
+        event_retention=options.event_retention,
         bench_flood=options.bench_flood,
     )
     api_url = f"http://{_url_host(options.host)}:{options.port}"

@@ -144,6 +144,7 @@ class Orchestrator:
         data_dir: Path,
         route_host: str,
         drain_timeout: float,
+        event_retention: int = 100_000,
         bench_flood: int = 0,
     ) -> None:
         self._store = store
@@ -154,6 +155,7 @@ class Orchestrator:
         self._logs = data_dir / "logs"
         self._route_host = route_host
         self._drain_timeout = drain_timeout
+        self._event_retention = event_retention
         self._by_move: dict[str, _InFlight] = {}
         self._by_target: dict[tuple[str, str], _InFlight] = {}
         self._closing = False
@@ -790,6 +792,8 @@ class Orchestrator:
                 at=now(),
             ),
         )
+        # The log is bounded by count; a run's events are the newest when it ends.
+        self._store.prune_events(keep=self._event_retention)
         return status
 
     async def _stop_candidates(self, context: _RunContext) -> None:

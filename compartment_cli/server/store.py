@@ -476,6 +476,13 @@ class Store:
         )
         return [(int(row[0]), str(row[1]), bytes(row[2])) for row in rows]
 
+    def prune_events(self, *, keep: int) -> int:
+        """Delete all but the newest ``keep`` events; ids are never reused (AUTOINCREMENT)."""
+        cursor = self._db.execute(
+            "DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - ?", (keep,)
+        )
+        return cursor.rowcount
+
     def last_event_id(self) -> int:
         row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
         return int(row[0]) if row else 0

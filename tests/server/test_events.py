@@ -146,3 +146,26 @@ def test_no_events_turns_the_stream_off(tmp_path: Path) -> None:
         plane.stop()
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+def test_the_event_log_keeps_the_newest_events_and_ids_keep_growing(
+    tmp_path: Path, project: Any
+) -> None:
+    plane = ControlPlane(tmp_path / "plane", extra_args=["--event-retention", "30"])
+    plane.start()
+    try:
+        first = plane.deploy_and_wait(project("1.0.0"), "staging")["deploymentRunId"]
+        second = plane.deploy_and_wait(project("2.0.0"), "staging")["deploymentRunId"]
+
+        kept = read_events(plane, "staging", last_event_id=0, until_run=second)
+    finally:
+        plane.stop()
+
+    assert len(kept) == 30
+    ids = [event_id for event_id, _, _ in kept]
+    assert ids == list(range(ids[0], ids[0] + 30))
+    assert ids[0] > 30  # the first run's events were dropped, and no id was reused
+    # Of the first run only the status changes the second run caused remain.
+    assert all(
+        kind == "deployment.status" for _, kind, data in kept if data["deploymentRunId"] == first
+    )
