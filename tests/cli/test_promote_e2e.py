@@ -21,6 +21,8 @@ import pytest
 from compartment_cli.models.result import RunResult
 from tests.support import COMPARTMENT, ControlPlane, http_get
 
+PROMOTE = ("promote", "--from", "staging", "--to", "production")
+
 RESULT_KEYS = {
     "deploymentRunId",
     "status",
@@ -159,11 +161,7 @@ def test_promote_one_service(control_plane: ControlPlane, project: Any) -> None:
 
     done = cli(
         control_plane,
-        "promote",
-        "--from",
-        "staging",
-        "--to",
-        "production",
+        *PROMOTE,
         "--service",
         "api",
         "--output",
@@ -186,11 +184,7 @@ def test_verbose_lines_arrive_while_the_command_runs_and_json_stays_pure(
 
     process = start_cli(
         control_plane,
-        "promote",
-        "--from",
-        "staging",
-        "--to",
-        "production",
+        *PROMOTE,
         "--verbose",
         "--output",
         "json",
@@ -255,11 +249,7 @@ def test_failing_readiness_exits_1_and_the_old_version_keeps_answering(
 
     as_json = cli(
         control_plane,
-        "promote",
-        "--from",
-        "staging",
-        "--to",
-        "production",
+        *PROMOTE,
         "-o",
         "json",
         cwd=directory,
@@ -321,11 +311,7 @@ def test_no_compartment_yml_and_no_project_exits_2(
     (tmp_path / ".git").mkdir()
     done = cli(
         control_plane,
-        "promote",
-        "--from",
-        "staging",
-        "--to",
-        "production",
+        *PROMOTE,
         "-o",
         "json",
         cwd=tmp_path,
@@ -358,11 +344,7 @@ def test_busy_target_exits_3(control_plane: ControlPlane, project: Any) -> None:
 
     done = cli(
         control_plane,
-        "promote",
-        "--from",
-        "staging",
-        "--to",
-        "production",
+        *PROMOTE,
         "--service",
         "web",
         cwd=directory,
@@ -380,11 +362,7 @@ def test_wrong_token_exits_4_and_is_not_shown(control_plane: ControlPlane, proje
     for output in ("text", "json"):
         done = cli(
             control_plane,
-            "promote",
-            "--from",
-            "staging",
-            "--to",
-            "production",
+            *PROMOTE,
             "--verbose",
             "--output",
             output,
@@ -406,11 +384,7 @@ def test_server_stopped_exits_5(control_plane: ControlPlane, project: Any) -> No
     started = time.monotonic()
     done = cli(
         control_plane,
-        "promote",
-        "--from",
-        "staging",
-        "--to",
-        "production",
+        *PROMOTE,
         "-o",
         "json",
         cwd=directory,
@@ -432,11 +406,7 @@ def test_timeout_exits_124_and_watch_follows_the_run_to_its_end(
 
     done = cli(
         control_plane,
-        "promote",
-        "--from",
-        "staging",
-        "--to",
-        "production",
+        *PROMOTE,
         "--timeout",
         "1s",
         cwd=directory,
@@ -466,11 +436,7 @@ def test_sigint_exits_130_and_says_how_to_follow_the_run(
     directory = staged(control_plane, project, "2.0.0", web={"ready_after": 3}, api={})
     process = start_cli(
         control_plane,
-        "promote",
-        "--from",
-        "staging",
-        "--to",
-        "production",
+        *PROMOTE,
         "--verbose",
         "-o",
         "json",
@@ -506,11 +472,7 @@ def test_polling_without_the_event_stream_gives_the_same_result(
 
         done = cli(
             plane,
-            "promote",
-            "--from",
-            "staging",
-            "--to",
-            "production",
+            *PROMOTE,
             "--verbose",
             "--output",
             "json",
