@@ -280,7 +280,12 @@ class _LineReporter(_Reporter):
 
     def run_started(self, target: RunTarget) -> None:
         super().run_started(target)
-        now = render.clock(datetime.now(UTC))
+        from compartment_cli.models.api import parse_timestamp
+
+        # The control plane's time, like the step lines that follow (they may have
+        # arrived while the request was still being answered).
+        at = parse_timestamp(target.requested_at or target.created_at) or datetime.now(UTC)
+        now = render.clock(at)
         services = ", ".join(f"{s} {d}" for d, s in sorted(target.services.items(), key=_by_svc))
         if target.source_environment is not None:
             what = f"promote {target.source_environment} → {target.environment}"

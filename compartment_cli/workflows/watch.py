@@ -132,6 +132,8 @@ class RunTarget:
     """Set when the run had already ended when it was looked up."""
     created_at: str | None = None
     """When the control plane created the run (known for ``deployment watch``)."""
+    requested_at: str | None = None
+    """When the control plane accepted the request (its deployments' creation)."""
     completed_at: str | None = None
     deployments: list[ReadSummary] = field(default_factory=list)
     """The run's deployments as last seen, when the run had already ended."""
@@ -147,6 +149,7 @@ def target_of(
         source_environment=source_environment,
         services={d.id: d.service_name for d in response.deployments},
         kind=kind,
+        requested_at=min((d.created_at for d in response.deployments), default=None),
     )
 
 

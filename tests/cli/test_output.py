@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import time
@@ -160,6 +161,18 @@ def test_verbose_lines_go_to_stderr_at_once_even_in_json_mode() -> None:
     assert lines[1].endswith("api  checking_readiness  GET /healthz answered 503, retrying")
     assert text(out.stdout) == ""
     reporter.close()
+
+
+def test_the_run_line_carries_the_control_planes_time_like_the_steps_after_it() -> None:
+    out = output(verbose=True)
+    reporter = out._reporter()
+    requested = dataclasses.replace(TARGET, requested_at="2025-01-01T12:00:01.100Z")
+    reporter.run_started(requested)
+    reporter.step(STEP)
+    reporter.close()
+    times = [line.split()[0] for line in text(out.stderr).splitlines()]
+    assert times == sorted(times)
+    assert times[0].endswith(":00:01.100")
 
 
 def test_no_progress_off_a_terminal_but_warnings() -> None:
