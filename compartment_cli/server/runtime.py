@@ -6,7 +6,10 @@ once. Each child carries ``COMPARTMENT_CONTROL_PLANE=<data dir>`` in its
 environment: a later life of the server finds what an earlier one left behind
 by that mark (``Supervisor.reap_leftovers``). On Linux the direct child also
 dies with the server (``PR_SET_PDEATHSIG``); its own children do not, which is
-why the mark exists.
+why the mark exists. The death signal is set by util-linux's ``setpriv`` where
+it is installed (Debian: always), else by a ``preexec_fn``: a ``preexec_fn``
+makes Python fork the whole server instead of using vfork, which blocks the
+event loop for 4-13 ms per start against 0.3 ms.
 
 Nothing here prints: readiness progress goes through a ``report`` callback and
 results are ``ReadinessResult`` values whose ``message`` is meant for people.
@@ -19,6 +22,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -56,6 +60,22 @@ def _load_prctl() -> Callable[[int, int], int] | None:
 
 
 _prctl = _load_prctl()
+
+
+def _find_setpriv() -> str | None:
+    """util-linux's setpriv, when it can set the parent-death signal (2.33 and later)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    path = shutil.which("setpriv")
+    if path is None:
+        return None
+    try:
+        usage = subprocess.run(
+            [path, "--help"], capture_output=True, text=True, timeout=5, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return path if "--pdeathsig" in usage else None
 
 
 def _child_setup(parent_pid: int) -> Callable[[], None]:
@@ -209,6 +229,7 @@ class Supervisor:
         self.marker = str(self.data_dir)
         self._processes: dict[str, RunningProcess] = {}
         self._stopping: dict[str, asyncio.Task[None]] = {}
+        self._setpriv = _find_setpriv()
 
     def reap_leftovers(self) -> list[int]:
         """Stop processes an earlier life of this control plane left running.
@@ -287,17 +308,21 @@ class Supervisor:
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = child_environment(spec, self.marker)
         with spec.log_path.open("ab") as log:
+            shell = ["/bin/sh", "-c", spec.command]
+            if self._setpriv is not None:
+                argv = [self._setpriv, "--pdeathsig", "KILL", "--", *shell]
+                setup = None
+            else:
+                argv, setup = shell, _child_setup(os.getpid())
             process = await asyncio.create_subprocess_exec(
-                "/bin/sh",
-                "-c",
-                spec.command,
+                *argv,
                 cwd=spec.cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_child_setup(os.getpid()),
+                preexec_fn=setup,
             )
         running = RunningProcess(spec, process)
         self._processes[spec.deployment_id] = running

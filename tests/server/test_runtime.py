@@ -312,7 +312,10 @@ KILLED_SERVER = textwrap.dedent(
 
     async def main() -> None:
         data_dir, cwd, port = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
-        proc = await Supervisor(data_dir).start(ProcessSpec(
+        supervisor = Supervisor(data_dir)
+        if sys.argv[5:] == ["preexec"]:
+            supervisor._setpriv = None  # the fallback where setpriv is missing
+        proc = await supervisor.start(ProcessSpec(
             "dep-old", "shop", "staging", "web", sys.argv[4], cwd,
             data_dir / "logs" / "dep-old.log", port,
         ))
@@ -342,6 +345,37 @@ async def wait_answering(port: int) -> None:
         except OSError:
             await asyncio.sleep(0.05)
     raise AssertionError(f"nothing answers on {port}")
+
+
+@pytest.mark.parametrize("launcher", ["setpriv", "preexec"])
+def test_the_deployment_dies_with_a_killed_server(tmp_path: Path, launcher: str) -> None:
+    killed = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            KILLED_SERVER,
+            str(tmp_path / "data"),
+            str(tmp_path),
+            str(free_port()),
+            "exec sleep 3600",
+            launcher,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert killed.stdout is not None
+    deployment_pid = int(killed.stdout.readline())
+    assert is_running(deployment_pid)
+
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    killed.stdout.close()
+
+    for _ in range(40):
+        if not is_running(deployment_pid):
+            break
+        time.sleep(0.05)
+    assert not is_running(deployment_pid)
 
 
 @pytest.mark.anyio
