@@ -210,15 +210,21 @@ def fanout_rows(events: Plane, settings: Settings) -> list[Row]:
     ]
 
 
+def _flood_args(events: int) -> list[str]:
+    # The event log keeps every event of the flooded runs: their first event's
+    # commit time is where the rate is measured from.
+    return ["--bench-flood", str(events), "--event-retention", str(4 * events + 10_000)]
+
+
 def throughput_rows(root: Path, settings: Settings) -> list[Row]:
     small, large = settings.flood_small, settings.flood_large
     scratch = root / "throughput"
     _log(f"throughput: deployment watch --verbose of {_count(small)} events")
-    with Plane(root / "flood-small", extra_args=["--bench-flood", str(small)]) as plane:
+    with Plane(root / "flood-small", extra_args=_flood_args(small)) as plane:
         plane.deploy_example()
         cli_small = throughput.with_cli(plane, small, scratch)
     _log(f"throughput: {_count(large)} events, deployment watch --verbose then bare httpx-sse")
-    with Plane(root / "flood-large", extra_args=["--bench-flood", str(large)]) as plane:
+    with Plane(root / "flood-large", extra_args=_flood_args(large)) as plane:
         plane.deploy_example()
         cli = throughput.with_cli(plane, large, scratch)
         bare = throughput.with_bare_sse(plane, large, scratch)
