@@ -149,10 +149,13 @@ def _output(output: OutputFormat, verbose: bool) -> Output:
     return Output.create(json=output is OutputFormat.json, verbose=verbose)
 
 
-def _connection(api_url: str | None, remote: str | None) -> Connection:
-    from compartment_cli.client.connection import resolve_connection
+def _connection(api_url: str | None, remote: str | None, out: Output) -> Connection:
+    from compartment_cli.client.connection import DEFAULT_API_URL, resolve_connection
 
-    return resolve_connection(api_url=api_url, remote=remote)
+    connection = resolve_connection(api_url=api_url, remote=remote)
+    if connection.token is None and connection.api_url == DEFAULT_API_URL:
+        out.not_configured = True
+    return connection
 
 
 def _project(
@@ -238,7 +241,7 @@ def promote(
         wait = _wait_options(timeout)
         project_name, _, _ = _project(project, service)
         request = promote_request(project_name, source, target, service)
-        connection = _connection(api_url, remote)
+        connection = _connection(api_url, remote, out)
         return out.wait_for_run(lambda progress: run_promote(connection, request, progress, wait))
 
     raise typer.Exit(out.run(body))
@@ -283,7 +286,7 @@ def deploy(
             environment=environment,
             service=service,
         )
-        connection = _connection(api_url, remote)
+        connection = _connection(api_url, remote, out)
         return out.wait_for_run(lambda progress: run_deploy(connection, options, progress, wait))
 
     raise typer.Exit(out.run(body))
@@ -314,7 +317,7 @@ def deployment_list(
         from compartment_cli.workflows.listing import list_deployments
 
         project_name, _, _ = _project(project, service)
-        connection = _connection(api_url, remote)
+        connection = _connection(api_url, remote, out)
         return anyio.run(
             lambda: list_deployments(
                 connection, project_name, environment=environment, service=service, limit=limit
@@ -340,7 +343,7 @@ def deployment_watch(
         from compartment_cli.workflows.watch import run_watch
 
         wait = _wait_options(timeout)
-        connection = _connection(api_url, remote)
+        connection = _connection(api_url, remote, out)
         return out.wait_for_run(lambda progress: run_watch(connection, run_id, progress, wait))
 
     raise typer.Exit(out.run(body))

@@ -32,6 +32,8 @@ from compartment_cli.errors import (
     CompartmentError,
     ExitCode,
     Interrupted,
+    NotAuthorized,
+    Unavailable,
     exit_code_for_status,
 )
 
@@ -42,6 +44,11 @@ if TYPE_CHECKING:
     from compartment_cli.workflows.watch import Progress, RunTarget
 
 REPORT_TO = "the compartment-cli issue tracker"
+NOT_CONFIGURED_HINT = (
+    "No control plane is configured here: start the local one with `compartment server` "
+    "(it logs this CLI in as the remote 'local'), or point at yours with "
+    "COMPARTMENT_API_URL and COMPARTMENT_TOKEN."
+)
 DEBUG_ENV = "COMPARTMENT_DEBUG"
 _FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
@@ -69,6 +76,8 @@ class Output:
     json: bool = False
     verbose: bool = False
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    not_configured: bool = False
+    """No login, no URL: the default local control plane was tried (for the hint)."""
     _progress: _Reporter | None = None
 
     @classmethod
@@ -172,10 +181,13 @@ class Output:
 
     def error(self, error: CompartmentError) -> int:
         code = int(error.exit_code)
+        message = error.message
+        if self.not_configured and isinstance(error, Unavailable | NotAuthorized):
+            message = f"{message}\n{NOT_CONFIGURED_HINT}"
         if self.json:
-            self._write_json(render.error_json(error.code, error.message, code))
+            self._write_json(render.error_json(error.code, message, code))
         else:
-            self._write_error(error.message)
+            self._write_error(message)
         return code
 
     def unexpected(self, exc: BaseException) -> int:

@@ -6,8 +6,10 @@ import dataclasses
 import io
 import json
 import time
+from pathlib import Path
 
 import msgspec
+import pytest
 
 from compartment_cli.cli.output import Output, color_allowed
 from compartment_cli.errors import ApiRefused, WaitTimedOut
@@ -217,3 +219,30 @@ def test_verbose_prints_status_changes_only_when_polling() -> None:
     assert text(out.stderr) == ""
     reporter.deployment_changed(running, polled=True)
     assert text(out.stderr).rstrip().endswith("api  running  releasing  health healthy")
+
+
+def test_nothing_configured_adds_how_to_get_a_control_plane_to_network_and_auth_errors() -> None:
+    from compartment_cli.errors import Unavailable
+
+    out = output(json=True)
+    out.not_configured = True
+    assert out.error(Unavailable("connection refused")) == 5
+    assert out.error(ApiRefused("project 'shop' not found")) == 3
+    first, second = (json.loads(line)["error"]["message"] for line in text(out.stdout).splitlines())
+    assert "compartment server" in first
+    assert "compartment server" not in second
+
+
+def test_the_hint_is_for_the_default_url_without_a_login_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from compartment_cli.cli.app import _connection
+
+    for name in ("COMPARTMENT_API_URL", "COMPARTMENT_TOKEN", "COMPARTMENT_ORG", "XDG_CONFIG_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("COMPARTMENT_CLI_CONFIG_DIR", str(tmp_path))
+    bare, pointed = output(), output()
+    _connection(None, None, bare)
+    _connection("http://127.0.0.1:9", None, pointed)
+    assert bare.not_configured
+    assert not pointed.not_configured
