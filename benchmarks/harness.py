@@ -12,7 +12,6 @@ import json
 import math
 import os
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
+
+from compartment_cli.server.runtime import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "hello"
@@ -146,13 +147,6 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def base_environ() -> dict[str, str]:

@@ -23,6 +23,8 @@ from typing import Any
 
 import httpx
 
+from compartment_cli.server.runtime import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "hello"
 BIN = Path(sys.executable).parent
@@ -30,13 +32,6 @@ COMPARTMENT = str(BIN / "compartment")
 
 # What every control plane of this session used; checked by test_zz_leftovers.
 REGISTRY: dict[str, Any] = {"ports": set(), "data_dirs": [], "planes": [], "root": None}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def clean_environ(**extra: str) -> dict[str, str]:

@@ -22,6 +22,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import random
 import shutil
 import signal
 import socket
@@ -380,12 +381,44 @@ async def _wait_group(running: RunningProcess, seconds: float) -> bool:
     return True
 
 
+_FIRST_PORT = 10_000  # below: well-known services (5432, 8080, our own 8787, ...)
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port nobody listens on right now (another process may still take it)."""
+    """A port nobody listens on right now, outside the kernel's ephemeral range.
+
+    The port is used a moment later, by a deployment or a route. A port the
+    kernel hands out for ``bind(0)`` comes from the ephemeral range, the same
+    range outgoing connections take their source ports from: under load one
+    of them can take it first, and the deployment fails to start. Ports
+    outside that range are only ever taken by other listeners.
+    """
+    low, high = _ephemeral_range()
+    pool = [(_FIRST_PORT, low - 1), (high + 1, 65535)]
+    ranges = [(a, b) for a, b in pool if a <= b]
+    for _ in range(200):
+        if not ranges:
+            break
+        first, last = random.choice(ranges)
+        port = random.randint(first, last)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        chosen: int = sock.getsockname()[1]
+        return chosen
 
 
 # --- readiness ---------------------------------------------------------------

@@ -8,6 +8,7 @@ import json
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -434,3 +435,12 @@ async def test_reap_leftovers_after_sigkill_spares_other_data_dirs(
         for pid in grandchildren:
             if is_running(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_free_ports_are_outside_the_range_outgoing_connections_use() -> None:
+    low, high = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    ports = {free_port() for _ in range(50)}
+    assert all(port >= 10_000 and not low <= port <= high for port in ports)
+    assert len(ports) > 1
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", ports.pop()))  # really free
