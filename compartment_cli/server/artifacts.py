@@ -390,7 +390,8 @@ class ArtifactStore:
         if target.is_dir():
             shutil.rmtree(tree)
             return digest, target, False
-        self._built_marker(digest).unlink(missing_ok=True)  # left by an artifact removed by hand
+        # A marker left by an artifact removed by hand.
+        built_marker(self.path(digest)).unlink(missing_ok=True)
         try:
             created = self._move_in(tree, target)
         finally:
@@ -429,9 +430,6 @@ class ArtifactStore:
         if not self.exists(digest):
             raise ValueError(f"artifact {digest} is not stored")
         _write_marker(built_marker(self.path(digest)))
-
-    def _built_marker(self, digest: str) -> Path:
-        return built_marker(self.path(digest))
 
 
 def built_marker(artifact_dir: Path) -> Path:

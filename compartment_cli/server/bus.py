@@ -87,9 +87,6 @@ class EventBus:
             if not self._subscribers[key]:
                 del self._subscribers[key]
 
-    def subscriber_count(self) -> int:
-        return sum(len(subs) for subs in self._subscribers.values())
-
     def backlogs(self, project: str, environment: str) -> list[int]:
         """How many events each live subscriber of the environment has yet to take."""
         return [s.queue.qsize() for s in self._subscribers.get((project, environment), ())]

@@ -158,7 +158,6 @@ class Orchestrator:
         self._event_retention = event_retention
         self._by_move: dict[str, _InFlight] = {}
         self._by_target: dict[tuple[str, str], _InFlight] = {}
-        self._closing = False
         self._build_locks: dict[str, asyncio.Lock] = {}
         self._bench_flood = bench_flood
 
@@ -872,11 +871,7 @@ class Orchestrator:
 
     async def shutdown(self) -> None:
         """Fail the runs in flight (cancelling them records why), then stop everything."""
-        self._closing = True
         tasks = [f.task for f in self._by_move.values() if f.task is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-    def in_flight(self) -> int:
-        return len(self._by_move)

@@ -127,15 +127,6 @@ class RouteTable:
         await self._cut(left)
         return len(left)
 
-    async def close_route(self, key: str) -> None:
-        """Stop listening for one route and cut its connections."""
-        route = self._routes.pop(key, None)
-        if route is None:
-            return
-        route.server.close()
-        await self._cut([conn for conn in self._connections if conn.route == key])
-        await route.server.wait_closed()
-
     async def close(self) -> None:
         """Stop every listener and close every connection. Idempotent."""
         self._closed = True

@@ -345,9 +345,6 @@ class Store:
         )
         return [Run(*row) for row in rows]
 
-    def count_runs(self) -> int:
-        return int(self._db.execute("SELECT count(*) FROM runs").fetchone()[0])
-
     def finish_run(self, run_id: str, status: RunStatus) -> None:
         self._db.execute(
             "UPDATE runs SET status = ?, completed_at = ? WHERE id = ?", (status, now(), run_id)

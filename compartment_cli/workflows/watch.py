@@ -63,7 +63,6 @@ from compartment_cli.models.events import (
 from compartment_cli.models.result import RunResult
 
 __all__ = [
-    "NullProgress",
     "Progress",
     "RunTarget",
     "WaitOptions",
@@ -96,25 +95,6 @@ class Progress(Protocol):
 
     def warning(self, message: str) -> None:
         """Something always worth a line (an event that could not be read)."""
-
-
-class NullProgress:
-    """Hears nothing."""
-
-    def run_started(self, target: RunTarget) -> None:
-        pass
-
-    def step(self, event: StepEvent) -> None:
-        pass
-
-    def deployment_changed(self, deployment: ReadSummary, *, polled: bool) -> None:
-        pass
-
-    def notice(self, message: str) -> None:
-        pass
-
-    def warning(self, message: str) -> None:
-        pass
 
 
 @dataclass(frozen=True)
