@@ -43,6 +43,20 @@ sys.exit(code)
 """
 
 
+def cli_env(plane: ControlPlane, **extra: str) -> dict[str, str]:
+    """The CLI's environment: the fixture's config dir, and the token for a URL not in it."""
+    return {**plane.env, "COMPARTMENT_TOKEN": plane.token, **extra}
+
+
+def promote_args(api_url: str, *extra: str, target: str = "production") -> list[str]:
+    """``compartment promote`` of project shop from staging, JSON out, to ``api_url``."""
+    return [
+        *("promote", "--from", "staging", "--to", target, "--project", "shop"),
+        *("--output", "json", "--api-url", api_url),
+        *extra,
+    ]
+
+
 def slow_project(
     directory: Path, slow_in: dict[str, float], services: list[str], version: str = "2.0.0"
 ) -> Path:

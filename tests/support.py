@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -130,8 +131,6 @@ class ControlPlane:
         return code
 
     def route_ports(self) -> set[int]:
-        import sqlite3
-
         database = self.data_dir / "state.db"
         if not database.exists():
             return set()
@@ -258,6 +257,23 @@ def http_get(url: str, timeout: float = 5) -> str:
     with httpx.Client(timeout=timeout) as client:
         response = client.get(url, headers={"Connection": "close"})
         return f"{response.status_code} {response.text.strip()}"
+
+
+def plane_state(plane: ControlPlane) -> dict[str, Any]:
+    """Every row of every table and every file around the data dir (but the DB's own and the
+    server's log): what a refused request must leave exactly as it was."""
+    db = sqlite3.connect(f"file:{plane.data_dir / 'state.db'}?mode=ro", uri=True)
+    try:
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        rows = {t: db.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in tables}
+    finally:
+        db.close()
+    files = sorted(
+        (path.relative_to(plane.root).as_posix(), path.stat().st_size)
+        for path in plane.root.rglob("*")
+        if not path.name.startswith(("state.db", "server.log"))
+    )
+    return {"rows": rows, "files": files}
 
 
 def deployment_processes(data_dir: Path) -> dict[int, str]:

@@ -23,7 +23,9 @@ import pytest
 from compartment_cli.models.events import StepEvent
 from compartment_cli.render import step_line
 from tests.fault_scenarios import (
+    cli_env,
     finish,
+    promote_args,
     run_cli,
     run_count,
     server_events,
@@ -35,28 +37,6 @@ from tests.faults import FaultProxy, Mode
 from tests.support import ControlPlane, write_project
 
 EVENTS = b"GET /v1/events"
-
-
-def cli_env(plane: ControlPlane, **extra: str) -> dict[str, str]:
-    """The CLI's environment: the fixture's config dir, and the token for a URL not in it."""
-    return {**plane.env, "COMPARTMENT_TOKEN": plane.token, **extra}
-
-
-def promote_args(target: str, api_url: str, *extra: str) -> list[str]:
-    return [
-        "promote",
-        "--from",
-        "staging",
-        "--to",
-        target,
-        "--project",
-        "shop",
-        "--output",
-        "json",
-        "--api-url",
-        api_url,
-        *extra,
-    ]
 
 
 def stream_requests(proxy: FaultProxy) -> list[bytes]:
@@ -117,8 +97,8 @@ def test_a_stream_cut_every_few_kilobytes_loses_and_repeats_nothing(
 
     # The same promotion twice at once: into `mirror` straight, into `production` through cuts.
     env = cli_env(control_plane)
-    clean = start_cli(*promote_args("mirror", control_plane.api_url, "--verbose"), env=env)
-    cut = start_cli(*promote_args("production", fault_proxy.url, "--verbose"), env=env)
+    clean = start_cli(*promote_args(control_plane.api_url, "--verbose", target="mirror"), env=env)
+    cut = start_cli(*promote_args(fault_proxy.url, "--verbose"), env=env)
     clean_done, cut_done = finish(clean, 60), finish(cut, 60, control_plane.token)
 
     assert (clean_done.returncode, cut_done.returncode) == (0, 0), f"{clean_done}\n{cut_done}"
@@ -161,7 +141,7 @@ def test_a_silent_stream_is_noticed_within_the_stall_window_and_resumed(
     env = cli_env(plane, COMPARTMENT_STREAM_STALL_TIMEOUT=f"{STALL_TIMEOUT}s")
 
     with FaultProxy(plane.port) as proxy:
-        started = start_cli(*promote_args("production", proxy.url, "--verbose"), env=env)
+        started = start_cli(*promote_args(proxy.url, "--verbose"), env=env)
         wait_until(lambda: any(r.startswith(b"POST ") for r in proxy.requests), 20, "promoted")
         proxy.set(Mode.STALL, match=EVENTS)  # open, and silent: not even a ping gets through
         stalled_at = time.monotonic()
@@ -203,7 +183,7 @@ def test_refused_at_first_then_accepted_creates_exactly_one_run(
     env = cli_env(staged)
     # The control plane cannot be reached when the command starts, and is back 1 s later.
     fault_proxy.set(Mode.DOWN)
-    started = start_cli(*promote_args("production", fault_proxy.url), env=env)
+    started = start_cli(*promote_args(fault_proxy.url), env=env)
     time.sleep(1.0)
     fault_proxy.set(Mode.PASS)
     first = finish(started, 30, staged.token)
@@ -214,7 +194,7 @@ def test_refused_at_first_then_accepted_creates_exactly_one_run(
     # Now only the promotion's own connection is refused: the proxy stops listening for
     # 0.6 s once the event stream is connected, just before the POST.
     fault_proxy.down_after(fault_proxy.connections + 1, 0.6)
-    second = run_cli(*promote_args("canary", fault_proxy.url), env=env, timeout=30)
+    second = run_cli(*promote_args(fault_proxy.url, target="canary"), env=env, timeout=30)
 
     assert second.returncode == 0, second
     assert run_count(staged) == 2
@@ -230,7 +210,7 @@ def test_a_control_plane_that_hangs_up_at_once_gets_no_promotion(
 ) -> None:
     fault_proxy.set(Mode.CLOSE)  # every connection accepted, then closed without a byte
 
-    done = run_cli(*promote_args("production", fault_proxy.url), env=cli_env(staged), timeout=30)
+    done = run_cli(*promote_args(fault_proxy.url), env=cli_env(staged), timeout=30)
 
     assert done.returncode == 5, done
     error = done.json()["error"]
@@ -248,7 +228,7 @@ def test_a_reset_after_the_request_left_is_not_sent_again(
     # The POST reaches the control plane, its answer is replaced by a TCP reset: the CLI
     # cannot know whether the promotion started, so it must not send it a second time.
     fault_proxy.set(Mode.RESET, match=b"POST /v1/deployments/promote")
-    done = run_cli(*promote_args("production", fault_proxy.url), env=cli_env(staged), timeout=30)
+    done = run_cli(*promote_args(fault_proxy.url), env=cli_env(staged), timeout=30)
 
     assert done.returncode == 5, done
     error = done.json()["error"]
@@ -276,7 +256,7 @@ def all_at_once(proxy: FaultProxy, commands: list[list[str]], env: dict[str, str
 def test_twenty_identical_promotions_at_once_make_one_run(
     staged: ControlPlane, fault_proxy: FaultProxy
 ) -> None:
-    commands = [promote_args("busy", fault_proxy.url)] * 20
+    commands = [promote_args(fault_proxy.url, target="busy")] * 20
 
     results = all_at_once(fault_proxy, commands, cli_env(staged))
 
@@ -296,7 +276,7 @@ def test_twenty_different_promotions_of_one_target_at_once_make_one_run(
     assert all(control_plane.wait_run(run)["status"] == "succeeded" for run in runs)
     commands = []
     for source in sources:
-        args = promote_args("production", fault_proxy.url)
+        args = promote_args(fault_proxy.url)
         args[args.index("staging")] = source
         commands += [args, [*args, "--service", "web"]]
 

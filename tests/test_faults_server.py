@@ -13,36 +13,23 @@ import signal
 import time
 from pathlib import Path
 
-from tests.fault_scenarios import finish, run_count, slow_project, start_cli, wait_until
+from tests.fault_scenarios import (
+    cli_env,
+    finish,
+    promote_args,
+    run_count,
+    slow_project,
+    start_cli,
+    wait_until,
+)
 from tests.faults import FaultProxy, Mode
 from tests.support import ControlPlane, http_get, write_project
 
 NEVER = 3600  # seconds: "ready" later than any test lasts
 
 
-def cli_env(plane: ControlPlane) -> dict[str, str]:
-    return {**plane.env, "COMPARTMENT_TOKEN": plane.token}
-
-
 def posts(proxy: FaultProxy) -> int:
     return sum(request.startswith(b"POST ") for request in proxy.requests)
-
-
-def promote_args(api_url: str, *extra: str) -> list[str]:
-    return [
-        "promote",
-        "--from",
-        "staging",
-        "--to",
-        "production",
-        "--project",
-        "shop",
-        "--output",
-        "json",
-        "--api-url",
-        api_url,
-        *extra,
-    ]
 
 
 def stuck_in_readiness(plane: ControlPlane, tmp_path: Path) -> dict[str, str]:

@@ -22,13 +22,11 @@ import gzip
 import json
 import os
 import shutil
-import sqlite3
 import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -50,6 +48,7 @@ from tests.support import (
     free_port,
     http_get,
     listening_sockets,
+    plane_state,
 )
 
 PROJECT = "hello"
@@ -427,22 +426,6 @@ def test_host_flag_moves_the_api_only_when_given(tmp_path: Path, hello: Path) ->
 # --- hostile archives, end to end ------------------------------------------------------------
 
 
-def state_of(plane: ControlPlane) -> dict[str, Any]:
-    """Every row of every table and every file around the data dir (but the DB's own)."""
-    db = sqlite3.connect(f"file:{plane.data_dir / 'state.db'}?mode=ro", uri=True)
-    try:
-        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        rows = {t: db.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in tables}
-    finally:
-        db.close()
-    files = sorted(
-        (path.relative_to(plane.root).as_posix(), path.stat().st_size)
-        for path in plane.root.rglob("*")
-        if not path.name.startswith(("state.db", "server.log"))
-    )
-    return {"rows": rows, "files": files}
-
-
 def gzipped(members: list[Member], manifest: bytes | None) -> bytes:
     return gzip.compress(tar_bytes(members, manifest))
 
@@ -506,7 +489,7 @@ def test_hostile_archives_posted_to_the_server_are_refused_and_write_nothing(
     plane_for_uploads: ControlPlane, upload: bytes
 ) -> None:
     plane = plane_for_uploads
-    before = state_of(plane)
+    before = plane_state(plane)
     outside = sorted(Path(tempfile.gettempdir()).glob("sentinel*"))
     with plane.client() as client:
         response = client.post(
@@ -514,7 +497,7 @@ def test_hostile_archives_posted_to_the_server_are_refused_and_write_nothing(
         )
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == "invalid_deploy_request"
-    assert state_of(plane) == before
+    assert plane_state(plane) == before
     assert sorted(Path(tempfile.gettempdir()).glob("sentinel*")) == outside
 
 
@@ -554,7 +537,7 @@ def test_hostile_json_bodies_are_refused_and_change_nothing(
     plane_for_uploads: ControlPlane, case: str
 ) -> None:
     plane = plane_for_uploads
-    before = state_of(plane)
+    before = plane_state(plane)
     log = plane.root / "server.log"
     tracebacks = log.read_text().count("Traceback")
     with plane.client() as client:
@@ -565,5 +548,5 @@ def test_hostile_json_bodies_are_refused_and_change_nothing(
         )
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == "invalid_promote_deployment_request"
-    assert state_of(plane) == before
+    assert plane_state(plane) == before
     assert log.read_text().count("Traceback") == tracebacks

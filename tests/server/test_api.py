@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import sqlite3
 import stat
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import ControlPlane
+from tests.support import ControlPlane, plane_state
 
 PROMOTE = "/v1/deployments/promote"
 
@@ -122,22 +121,6 @@ def test_the_token_can_come_from_the_environment_instead_of_the_process_list(
 # --- bad input changes nothing ----------------------------------------------------------
 
 
-def snapshot(plane: ControlPlane) -> dict[str, Any]:
-    """Every table's rows and every file of the artifact store and upload area."""
-    db = sqlite3.connect(f"file:{plane.data_dir / 'state.db'}?mode=ro", uri=True)
-    try:
-        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        rows = {t: db.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in tables}
-    finally:
-        db.close()
-    files = sorted(
-        str(p.relative_to(plane.data_dir))
-        for area in ("artifacts", "tmp")
-        for p in (plane.data_dir / area).rglob("*")
-    )
-    return {"rows": rows, "files": files}
-
-
 def archive(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
@@ -201,7 +184,7 @@ def deployed(control_plane: ControlPlane, project: Any) -> ControlPlane:
 def test_a_hostile_or_invalid_upload_is_refused_and_writes_nothing(
     deployed: ControlPlane, case: str
 ) -> None:
-    before = snapshot(deployed)
+    before = plane_state(deployed)
     with deployed.client() as client:
         response = client.post(
             "/v1/deployments",
@@ -210,14 +193,14 @@ def test_a_hostile_or_invalid_upload_is_refused_and_writes_nothing(
         )
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == "invalid_deploy_request"
-    assert snapshot(deployed) == before
+    assert plane_state(deployed) == before
 
 
 def test_an_upload_over_the_limit_is_refused(tmp_path: Path) -> None:
     plane = ControlPlane(tmp_path / "plane", extra_args=["--max-upload-bytes", "100000"])
     plane.start()
     try:
-        before = snapshot(plane)
+        before = plane_state(plane)
         big = archive([member("manifest.json", MANIFEST), member("services/web/big", b"0" * 10**6)])
         with plane.client() as client:
             declared = client.post(
@@ -233,7 +216,7 @@ def test_an_upload_over_the_limit_is_refused(tmp_path: Path) -> None:
         assert {declared.json()["error"]["code"], bomb.json()["error"]["code"]} == {
             "payload_too_large"
         }
-        assert snapshot(plane) == before
+        assert plane_state(plane) == before
     finally:
         plane.stop()
 
@@ -279,14 +262,14 @@ BAD_BODIES: dict[str, bytes] = {
 
 @pytest.mark.parametrize("case", sorted(BAD_BODIES))
 def test_a_bad_promote_body_is_a_400_and_changes_nothing(deployed: ControlPlane, case: str) -> None:
-    before = snapshot(deployed)
+    before = plane_state(deployed)
     with deployed.client() as client:
         response = client.post(
             PROMOTE, content=BAD_BODIES[case], headers={"Content-Type": "application/json"}
         )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_promote_deployment_request"
-    assert snapshot(deployed) == before
+    assert plane_state(deployed) == before
 
 
 def test_bad_queries_are_400(deployed: ControlPlane) -> None:
