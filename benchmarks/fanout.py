@@ -52,11 +52,7 @@ def measure(plane: Plane, followers: int, runs: int) -> FanOut:
         env=plane.env,
         capture=True,
     )
-    assert running.process.stdout is not None
-    line = running.process.stdout.readline()
-    if line.strip() != b"subscribed":
-        running.process.kill()
-        raise RuntimeError(f"benchmarks.followers did not subscribe: {line!r}")
+    running.expect_subscribed("benchmarks.followers")
     time.sleep(0.5)  # each stream subscribes to the bus just after its first block
     with_followers = rss_kib(plane.pid)
     for _ in range(runs):

@@ -83,6 +83,14 @@ class Running:
     started: float
     files: Sequence[IO[bytes]]
 
+    def expect_subscribed(self, name: str) -> None:
+        """Block until the follower ``name`` prints ``subscribed``; kill it if it prints else."""
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if line.strip() != b"subscribed":
+            self.process.kill()
+            raise RuntimeError(f"{name} did not subscribe: {line!r}")
+
     def wait(self, timeout: float = 600.0) -> Finished:
         """Reap it the moment it exits (a blocking ``wait4``); kill it after ``timeout``."""
         watchdog = threading.Timer(timeout, self.process.kill)

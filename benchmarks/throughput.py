@@ -90,11 +90,7 @@ def with_bare_sse(plane: Plane, count: int, scratch: Path) -> Followed:
         env=plane.env,
         capture=True,
     )
-    assert running.process.stdout is not None
-    line = running.process.stdout.readline()
-    if line.strip() != b"subscribed":
-        running.process.kill()
-        raise RuntimeError(f"benchmarks.bare_sse did not subscribe: {line!r}")
+    running.expect_subscribed("benchmarks.bare_sse")
     run_id = plane.post_promote()
     done = running.wait(timeout=900)
     counts = json.loads(done.stdout)
