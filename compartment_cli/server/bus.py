@@ -96,26 +96,17 @@ class EventBus:
             for subscription in subs:
                 subscription.close()
 
-    async def stream(
-        self, project: str, environment: str, after: int
-    ) -> AsyncIterator[StoredEvent]:
-        """Every event of this environment after ``after``: the log, then live.
-
-        Subscribes before reading the log, so an event committed in between is
-        in one or the other; ids already replayed are skipped when they arrive
-        live. Ends when the subscription overflows or the bus closes.
-        """
-        async for batch in self.batches(project, environment, after):
-            for event in batch:
-                yield event
-
     async def batches(
         self, project: str, environment: str, after: int
     ) -> AsyncIterator[list[StoredEvent]]:
-        """``stream``, in lists of the events that are ready together.
+        """Every event of this environment after ``after``: the log, then live, in lists
+        of the events that are ready together.
 
-        A follower's stream sends each list as one write: a burst of events
-        costs one send per follower, not one per event and follower.
+        Subscribes before reading the log, so an event committed in between is
+        in one or the other; ids already replayed are skipped when they arrive
+        live. Ends when the subscription overflows or the bus closes. A
+        follower's stream sends each list as one write: a burst of events costs
+        one send per follower, not one per event and follower.
         """
         async with self.subscribe(project, environment) as subscription:
             last = after
