@@ -15,6 +15,7 @@ import msgspec
 
 from compartment_cli.models.api import ListResponse, ReadSummary, parse_timestamp
 from compartment_cli.models.events import StepEvent
+from compartment_cli.models.logs import LogLine, LogsResponse
 from compartment_cli.models.result import ErrorDetail, ErrorDocument, RunResult
 
 __all__ = [
@@ -26,7 +27,10 @@ __all__ = [
     "header_line",
     "list_json",
     "list_lines",
+    "log_json",
+    "log_line",
     "logs_command",
+    "logs_json",
     "paint",
     "result_json",
     "result_lines",
@@ -226,6 +230,8 @@ def step_line(event: StepEvent, *, tz: tzinfo | None = None, color: bool = False
     """``12:00:01.204  api  checking_readiness  GET /healthz answered 503, retrying``."""
     when = _clock_of(event.at, tz)
     step = event.step if event.status == "running" else f"{event.step} {event.status}"
+    if event.step == "queued" and event.status == "succeeded":
+        step = "queued"  # the run took it in; "queued succeeded" says nothing more
     parts = [
         paint(when, "dim", color),
         paint(event.service_name, "bold", color),
@@ -287,5 +293,27 @@ def list_lines(listing: ListResponse, *, color: bool = False) -> list[str]:
     return _table(rows, color)
 
 
+def log_line(line: LogLine, *, tz: tzinfo | None = None, color: bool = False) -> str:
+    """``12:00:01.204  web  stderr  Traceback (most recent call last):``."""
+    style = {"compartment": "dim", "stderr": "running"}.get(line.stream, "")
+    return "  ".join(
+        [
+            paint(_clock_of(line.timestamp, tz), "dim", color),
+            paint(line.service_name, "bold", color),
+            paint(line.stream.ljust(6), style, color),
+            line.message,
+        ]
+    )
+
+
+def log_json(line: LogLine) -> bytes:
+    """One line as one JSON document on one line (``--follow --output json``)."""
+    return msgspec.json.encode(line) + b"\n"
+
+
 def list_json(listing: ListResponse) -> bytes:
     return msgspec.json.encode(listing) + b"\n"
+
+
+def logs_json(logs: LogsResponse) -> bytes:
+    return msgspec.json.encode(logs) + b"\n"

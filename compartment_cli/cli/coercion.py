@@ -112,6 +112,13 @@ class DirectCommand(TyperCommand):
             _install(param)
         return params
 
+    def collect_usage_pieces(self, ctx: Context) -> list[str]:
+        """The usage line names a required argument ``RUN_ID``, not typer's ``{RUN_ID}``."""
+        return [
+            piece[1:-1] if piece.startswith("{") and piece.endswith("}") else piece
+            for piece in super().collect_usage_pieces(ctx)
+        ]
+
 
 class DirectGroup(TyperGroup):
     """A typer group (and its own options) coerced without pydantic."""

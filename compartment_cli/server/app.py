@@ -44,6 +44,7 @@ from compartment_cli.models.api import (
 from compartment_cli.models.descriptor import DeployManifest
 from compartment_cli.server.artifacts import ArchiveError, ArtifactStore, read_deploy_archive
 from compartment_cli.server.bus import EventBus
+from compartment_cli.server.logs import deployment_logs
 from compartment_cli.server.openapi import openapi_document
 from compartment_cli.server.orchestrator import Orchestrator, Refusal
 from compartment_cli.server.store import Environment, Project, Store
@@ -394,6 +395,7 @@ def create_app(state: State, lifespan: Any = None) -> ASGIApp:
         Route("/v1/deployments/promote", promote, methods=["POST"]),
         Route("/v1/deployments/status", deployment_status, methods=["GET"]),
         Route("/v1/deployments/runs/{run_id}", get_run, methods=["GET"]),
+        Route("/v1/deployments/logs", deployment_logs, methods=["GET"]),
         Route("/v1/deployments", list_deployments, methods=["GET"]),
         Route("/v1/deployments", deploy, methods=["POST"]),
         Route("/v1/events", events, methods=["GET"]),

@@ -45,6 +45,7 @@ from compartment_cli.models.events import (
 )
 from compartment_cli.server.artifacts import ArtifactStore, run_build
 from compartment_cli.server.bus import SUBSCRIBER_BUFFER, EventBus
+from compartment_cli.server.logs import OutputLog
 from compartment_cli.server.routes import RouteTable
 from compartment_cli.server.runtime import (
     ReadinessResult,
@@ -423,6 +424,9 @@ class Orchestrator:
                 at=now(),
             ),
         )
+        # The deployment's log has the control plane's side of it too (`compartment logs`).
+        said = step if status == "running" else f"{step} {status}"
+        OutputLog(self._log_path(candidate.deployment)).write("compartment", f"{said}: {message}")
 
     def _summary(self, deployment_id: str) -> ReadSummary:
         deployment = self._store.deployment(deployment_id)
