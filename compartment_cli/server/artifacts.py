@@ -66,11 +66,9 @@ from typing import Final, Protocol
 import anyio
 import msgspec
 
-from compartment_cli.models.descriptor import DeployManifest
+from compartment_cli.models.descriptor import MANIFEST_NAME, SERVICES_DIR, DeployManifest
 from compartment_cli.server.spawn import ProcessSpec, Spawner, end_group
 
-MANIFEST_NAME: Final = "manifest.json"
-SERVICES_DIR: Final = "services"
 MAX_MEMBERS: Final = 100_000
 MAX_MANIFEST_BYTES: Final = 1024 * 1024
 BUILT_SUFFIX: Final = ".built"

@@ -18,7 +18,7 @@ import random
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -142,8 +142,9 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32768, 60999
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nobody listens on right now, outside the kernel's ephemeral range.
+def free_port(host: str = "127.0.0.1", *, taken: Collection[int] = ()) -> int:
+    """A port nobody listens on right now, outside the kernel's ephemeral range,
+    and not in ``taken`` (ports promised to something that is not listening yet).
 
     The port is used a moment later, by a deployment or a route. A port the
     kernel hands out for ``bind(0)`` comes from the ephemeral range, the same
@@ -159,6 +160,8 @@ def free_port(host: str = "127.0.0.1") -> int:
             break
         first, last = random.choice(ranges)
         port = random.randint(first, last)
+        if port in taken:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind((host, port))
@@ -276,11 +279,13 @@ async def check_readiness(
     last_reported: str | None = None
     last_report_at = 0.0
     described = f"GET {path}: no answer"
+    attempts = 0
     while True:
         if proc.returncode() is not None:
             return ReadinessResult(False, _exit_message(proc, "before it was ready"))
         remaining = deadline - time.monotonic()
         outcome = await _probe(proc.port, path, max(0.05, min(_ATTEMPT_TIMEOUT, remaining)))
+        attempts += 1
         if isinstance(outcome, int) and 200 <= outcome < 300:
             elapsed = time.monotonic() - started
             return ReadinessResult(True, f"{_describe(path, outcome)} after {_seconds(elapsed)}")
@@ -289,7 +294,7 @@ async def check_readiness(
         if now >= deadline:
             break
         if described != last_reported or now - last_report_at >= _REPORT_EVERY:
-            report(f"{described}, retrying")
+            report(f"{described} (attempt {attempts}), retrying")
             last_reported, last_report_at = described, now
         if await _exited_within(proc, min(interval, deadline - now)):
             return ReadinessResult(False, _exit_message(proc, "before it was ready"))
