@@ -440,7 +440,7 @@ class Store:
         ).fetchone()
         return int(row[0]) if row else None
 
-    def route_ports(self, environment_ids: Collection[str]) -> dict[tuple[str, str], int]:
+    def routes_of(self, environment_ids: Collection[str]) -> dict[tuple[str, str], int]:
         """The route ports of these environments, by (environment id, service name)."""
         marks = ", ".join("?" * len(environment_ids))
         rows = self._db.execute(

@@ -42,7 +42,7 @@ class Summaries:
         if not deployments:
             return []
         runs = self._store.runs_by_id({d.run_id for d in deployments})
-        ports = self._store.route_ports({d.environment_id for d in deployments})
+        ports = self._store.routes_of({d.environment_id for d in deployments})
         return [self._read(d, runs[d.run_id], ports) for d in deployments]
 
     def read_one(self, deployment_id: str) -> ReadSummary:
