@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from compartment_cli.cli.output import Output
     from compartment_cli.client.connection import Connection
     from compartment_cli.models.descriptor import Descriptor
-    from compartment_cli.workflows.watch import WaitOptions
+    from compartment_cli.workflows.follow import WaitOptions
 
 # `\b` keeps click from re-wrapping the table.
 EXIT_CODES_EPILOG = "\b\n" + EXIT_CODE_HELP
@@ -196,7 +196,7 @@ STALL_TIMEOUT_ENV = "COMPARTMENT_STREAM_STALL_TIMEOUT"
 
 def _wait_options(timeout: str) -> WaitOptions:
     from compartment_cli.client.events import DEFAULT_STALL_TIMEOUT
-    from compartment_cli.workflows.watch import WaitOptions
+    from compartment_cli.workflows.follow import WaitOptions
 
     stall_timeout = DEFAULT_STALL_TIMEOUT
     if value := os.environ.get(STALL_TIMEOUT_ENV, "").strip():

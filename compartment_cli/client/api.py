@@ -22,6 +22,7 @@ from __future__ import annotations
 import random
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -31,6 +32,7 @@ import anyio
 import httpx
 import msgspec
 
+from compartment_cli.client.connection import Connection
 from compartment_cli.errors import (
     ApiRefused,
     CompartmentError,
@@ -55,6 +57,7 @@ __all__ = [
     "address_of",
     "describe_transport_error",
     "error_from_response",
+    "open_client",
     "open_http_client",
     "scrub",
     "secrets_of",
@@ -115,6 +118,19 @@ def open_http_client(
         )
     except httpx.InvalidURL as exc:
         raise UsageError(f"the API URL {api_url!r} is not a valid URL: {exc}") from None
+
+
+@asynccontextmanager
+async def open_client(
+    connection: Connection, *, transport: httpx.AsyncBaseTransport | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The HTTP client of one command, closed (shielded, bounded) when it is done."""
+    http = open_http_client(connection.api_url, connection.headers(), transport=transport)
+    try:
+        yield http
+    finally:
+        with anyio.move_on_after(5, shield=True):
+            await http.aclose()
 
 
 def _tls_for(api_url: str) -> ssl.SSLContext | bool:
