@@ -29,6 +29,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from compartment_cli.models.api import (
+    MAX_LIST_LIMIT,
     EnvironmentName,
     ErrorBody,
     ErrorResponse,
@@ -243,8 +244,10 @@ async def deployment_status(request: Request) -> Response:
 async def list_deployments(request: Request) -> Response:
     state = _state(request)
     query = parse_query(request, ListQuery, "invalid_deployment_list_request")
-    if not 1 <= query.limit <= 100:
-        raise Refusal(400, "invalid_deployment_list_request", "limit must be from 1 to 100")
+    if not 1 <= query.limit <= MAX_LIST_LIMIT:
+        raise Refusal(
+            400, "invalid_deployment_list_request", f"limit must be from 1 to {MAX_LIST_LIMIT}"
+        )
     environment_name = query.environment_name or "production"
     project, environment = _project_and_environment(state, query.project_name, environment_name)
     assert environment is not None

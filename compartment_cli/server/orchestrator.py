@@ -23,7 +23,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -47,7 +47,6 @@ from compartment_cli.server.artifacts import ArtifactStore, run_build
 from compartment_cli.server.bus import SUBSCRIBER_BUFFER, EventBus
 from compartment_cli.server.routes import RouteTable
 from compartment_cli.server.runtime import (
-    ProcessSpec,
     ReadinessResult,
     RunningProcess,
     Supervisor,
@@ -55,6 +54,7 @@ from compartment_cli.server.runtime import (
     check_started,
     free_port,
 )
+from compartment_cli.server.spawn import ProcessSpec
 from compartment_cli.server.store import Deployment, Environment, Project, Run, Store, new_id, now
 
 log = logging.getLogger("compartment.server")
@@ -352,7 +352,10 @@ class Orchestrator:
             service_config.kind in ROUTED_KINDS
             and self._store.route_port(environment.id, service) is None
         ):
-            self._store.save_route(environment.id, service, free_port(self._route_host))
+            # A route recorded in this same admission is not listening yet: its port
+            # must not be handed out twice (the routes table keeps ports unique).
+            port = free_port(self._route_host, taken=self._store.route_ports())
+            self._store.save_route(environment.id, service, port)
         return _Candidate(deployment, service_config)
 
     def _admit(
@@ -503,12 +506,14 @@ class Orchestrator:
                 if self._artifacts.is_built(digest):
                     ok, message = True, "built meanwhile by another run"
                 else:
+                    spec = self._spec(
+                        candidate.deployment, context.project, context.environment, command, None
+                    )
+                    build_env = candidate.config.build.env if candidate.config.build else {}
                     ok, message = await run_build(
-                        self._artifacts.path(digest),
-                        command,
-                        log_path=self._log_path(candidate.deployment),
+                        self._supervisor.spawner,
+                        replace(spec, extra_env=build_env),
                         timeout=BUILD_TIMEOUT_S,
-                        env=candidate.config.build.env if candidate.config.build else None,
                     )
             self._step(
                 context, candidate, "building_image", "succeeded" if ok else "failed", message
@@ -554,7 +559,7 @@ class Orchestrator:
         project: Project,
         environment: Environment,
         command: str,
-        port: int,
+        port: int | None,
     ) -> ProcessSpec:
         return ProcessSpec(
             deployment_id=deployment.id,

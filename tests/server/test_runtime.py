@@ -20,14 +20,13 @@ from pathlib import Path
 import pytest
 
 from compartment_cli.server.runtime import (
-    MARKER_ENV,
-    ProcessSpec,
     RunningProcess,
     Supervisor,
     check_readiness,
     check_started,
     free_port,
 )
+from compartment_cli.server.spawn import MARKER_ENV, ProcessSpec
 
 PYTHON = shlex.quote(sys.executable)
 
@@ -309,13 +308,14 @@ KILLED_SERVER = textwrap.dedent(
     """
     import asyncio, sys
     from pathlib import Path
-    from compartment_cli.server.runtime import ProcessSpec, Supervisor
+    from compartment_cli.server.runtime import Supervisor
+    from compartment_cli.server.spawn import ProcessSpec
 
     async def main() -> None:
         data_dir, cwd, port = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
         supervisor = Supervisor(data_dir)
         if sys.argv[5:] == ["preexec"]:
-            supervisor._setpriv = None  # the fallback where setpriv is missing
+            supervisor.spawner.setpriv = None  # the fallback where setpriv is missing
         proc = await supervisor.start(ProcessSpec(
             "dep-old", "shop", "staging", "web", sys.argv[4], cwd,
             data_dir / "logs" / "dep-old.log", port,
