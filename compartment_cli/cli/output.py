@@ -16,7 +16,6 @@ anything unexpected as a bug report, traceback only with ``COMPARTMENT_DEBUG=1``
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import threading
@@ -40,7 +39,7 @@ if TYPE_CHECKING:
     from compartment_cli.models.api import ListResponse, ReadSummary
     from compartment_cli.models.events import StepEvent
     from compartment_cli.models.result import RunResult
-    from compartment_cli.workflows.watch import Progress, RunTarget
+    from compartment_cli.workflows.follow import Progress, RunTarget
 
 REPORT_TO = "the compartment-cli issue tracker"
 NOT_CONFIGURED_HINT = (
@@ -255,6 +254,9 @@ class _Reporter:
     def warning(self, message: str) -> None:
         self._line(f"warning: {message}")
 
+    def flush(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -262,9 +264,11 @@ class _Reporter:
 class _LineReporter(_Reporter):
     """``--verbose``: every event, one line each, as it arrives.
 
-    The lines of events that arrive together (a burst the workflow handles in
-    one go) are written together, before the event loop next waits: one write
-    per burst instead of one per line, which a flood of events is mostly made of.
+    Within the event loop, the step lines of events that arrive together (a
+    burst the workflow handles in one go) are written together when the
+    workflow next waits (``flush``): one write per burst instead of one per
+    line, which a flood of events is mostly made of. Any other line first
+    writes out the pending ones; outside the event loop every line goes at once.
     """
 
     def __init__(self, stream: TextIO, *, color: bool) -> None:
@@ -272,14 +276,8 @@ class _LineReporter(_Reporter):
         self._pending: list[str] = []
 
     def _line(self, text: str) -> None:
-        if not self._pending:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # not within the event loop: write it at once
-                super()._line(text)
-                return
-            loop.call_soon(self.flush)
         self._pending.append(text)
+        self.flush()
 
     def flush(self) -> None:
         lines, self._pending = self._pending, []
@@ -307,7 +305,11 @@ class _LineReporter(_Reporter):
         self._line(f"{now}  run {target.run_id}  {what}: {services or 'no deployments'}")
 
     def step(self, event: StepEvent) -> None:
-        self._line(render.step_line(event, color=self.color))
+        line = render.step_line(event, color=self.color)
+        if self._pending or _in_event_loop():
+            self._pending.append(line)
+        else:
+            self._line(line)
 
     def deployment_changed(self, deployment: ReadSummary, *, polled: bool) -> None:
         # With the event stream, the step events already tell this, and why.
@@ -317,6 +319,16 @@ class _LineReporter(_Reporter):
 
     def notice(self, message: str) -> None:
         self._line(f"{render.clock(datetime.now(UTC))}  {message}")
+
+
+def _in_event_loop() -> bool:
+    import anyio
+
+    try:
+        anyio.get_current_task()
+    except RuntimeError:  # anyio's NoEventLoopError
+        return False
+    return True
 
 
 def _by_svc(item: tuple[str, str]) -> str:
