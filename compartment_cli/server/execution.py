@@ -19,7 +19,7 @@ from anyio.abc import TaskGroup
 
 from compartment_cli.models.api import Health, RunStatus
 from compartment_cli.models.descriptor import ROUTED_KINDS
-from compartment_cli.server.artifacts import run_build
+from compartment_cli.server.builds import run_build
 from compartment_cli.server.runs import (
     Candidate,
     Recorder,
