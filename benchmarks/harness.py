@@ -178,6 +178,8 @@ class Plane:
     root: Path
     extra_args: list[str] = field(default_factory=list)
     port: int = field(default_factory=free_port)
+    command: list[str] = field(default_factory=lambda: [COMPARTMENT, "server"])
+    """How the control plane starts: ``compartment server``, or a benchmark's own entry."""
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -212,7 +214,7 @@ class Plane:
         self.root.mkdir(parents=True, exist_ok=True)
         env = base_environ()
         env["COMPARTMENT_CLI_CONFIG_DIR"] = str(self.root / "config")
-        args = [COMPARTMENT, "server", "--port", str(self.port), "--data-dir", str(self.data_dir)]
+        args = [*self.command, "--port", str(self.port), "--data-dir", str(self.data_dir)]
         with (self.root / "server.log").open("ab") as log:
             self.process = subprocess.Popen(
                 [*args, "--no-login", *self.extra_args],
@@ -264,23 +266,29 @@ class Plane:
 
     def deploy_example(self) -> None:
         """``compartment deploy --env staging`` of examples/hello, as a user runs it."""
+        self.deploy_project(EXAMPLE, "staging")
+
+    def deploy_project(self, project: Path, environment: str) -> None:
+        """``compartment deploy --env <environment>`` in ``project``, as a user runs it."""
         done = run_timed(
-            [COMPARTMENT, "deploy", "--env", "staging", "--output", "json"],
+            [COMPARTMENT, "deploy", "--env", environment, "--output", "json"],
             env=self.env,
-            cwd=EXAMPLE,
+            cwd=project,
             capture=True,
             timeout=120,
         )
         if done.returncode != 0:
             raise RuntimeError(f"deploy failed ({done.returncode}): {done.stdout!r}\n{self.log()}")
 
-    def post_promote(self, source: str = "staging", target: str = "production") -> str:
+    def post_promote(
+        self, source: str = "staging", target: str = "production", *, project: str = "hello"
+    ) -> str:
         """Start a promotion through the API; its run id."""
         with self.client() as client:
             response = client.post(
                 "/v1/deployments/promote",
                 json={
-                    "projectName": "hello",
+                    "projectName": project,
                     "sourceEnvironmentName": source,
                     "targetEnvironmentName": target,
                 },

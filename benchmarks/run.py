@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from benchmarks import completion, fanout, startup, throughput
-from benchmarks.harness import COMPARTMENT, PYTHON, Plane, median, percentile
+from benchmarks import completion, fanout, startup, switching, throughput
+from benchmarks.harness import COMPARTMENT, PYTHON, REPO, Plane, median, percentile
 from benchmarks.table import Row, render
 
 STARTUP_VERSION = 3.0  # compartment --version: at most this × python -c pass
@@ -27,6 +27,8 @@ THROUGHPUT_VS_BARE = 0.5
 PEAK_RSS_MB = 60.0
 RSS_FLAT = 1.10  # "flat": the large flood's peak at most this × the small one's
 FANOUT_P99_MS = 100.0
+SWITCH_LAG_MEDIAN_MS = 10.0  # the candidate's first 2xx → the first client request it answers
+INSTANT_OVER_APP_MS = 25.0  # an instant promotion on the server: at most the app's start + this
 
 
 @dataclass(frozen=True)
@@ -210,21 +212,29 @@ def fanout_rows(events: Plane, settings: Settings) -> list[Row]:
     ]
 
 
-def _flood_args(events: int) -> list[str]:
+FLOOD_SERVER = REPO / "benchmarks" / "flood_server.py"
+
+
+def _flood_plane(root: Path, events: int) -> Plane:
+    """A control plane whose promotions each start with ``events`` progress events."""
     # The event log keeps every event of the flooded runs: their first event's
     # commit time is where the rate is measured from.
-    return ["--bench-flood", str(events), "--event-retention", str(4 * events + 10_000)]
+    return Plane(
+        root,
+        command=[PYTHON, str(FLOOD_SERVER), "--bench-flood", str(events)],
+        extra_args=["--event-retention", str(4 * events + 10_000)],
+    )
 
 
 def throughput_rows(root: Path, settings: Settings) -> list[Row]:
     small, large = settings.flood_small, settings.flood_large
     scratch = root / "throughput"
     _log(f"throughput: deployment watch --verbose of {_count(small)} events")
-    with Plane(root / "flood-small", extra_args=_flood_args(small)) as plane:
+    with _flood_plane(root / "flood-small", small) as plane:
         plane.deploy_example()
         cli_small = throughput.with_cli(plane, small, scratch)
     _log(f"throughput: {_count(large)} events, deployment watch --verbose then bare httpx-sse")
-    with Plane(root / "flood-large", extra_args=_flood_args(large)) as plane:
+    with _flood_plane(root / "flood-large", large) as plane:
         plane.deploy_example()
         cli = throughput.with_cli(plane, large, scratch)
         bare = throughput.with_bare_sse(plane, large, scratch)
@@ -261,6 +271,37 @@ def throughput_rows(root: Path, settings: Settings) -> list[Row]:
     ]
 
 
+def switching_rows(root: Path, settings: Settings) -> list[Row]:
+    n = settings.promotions
+    _log(f"switching: {n} promotions of an app that is ready as it listens, under a client's load")
+    with Plane(root / "switching") as plane:
+        samples = switching.measure(plane, switching.write_project(root / "switch-app"), n)
+    lag = median(samples.switch_lag) * 1000
+    server, app = median(samples.server) * 1000, median(samples.app_ready) * 1000
+    return [
+        Row(
+            figure=f"switch: candidate's first 2xx → its first client request, median of {n}",
+            value=lag,
+            unit="ms",
+            reference="p95",
+            reference_value=percentile(samples.switch_lag, 95) * 1000,
+            target=f"≤ {SWITCH_LAG_MEDIAN_MS:g} ms",
+            met=lag <= SWITCH_LAG_MEDIAN_MS,
+        ),
+        Row(
+            figure=f"instant promotion: the run on the server, median of {n}",
+            value=server,
+            unit="ms",
+            reference="the app's own start → ready",
+            reference_value=app,
+            ratio=server - app,
+            ratio_text=" ms more",
+            target=f"≤ app + {INSTANT_OVER_APP_MS:g} ms",
+            met=server <= app + INSTANT_OVER_APP_MS,
+        ),
+    ]
+
+
 # --- the run ---------------------------------------------------------------------------------
 
 
@@ -286,6 +327,7 @@ def run(settings: Settings, root: Path) -> list[Row]:
         polling.stop()
         rows += fanout_rows(events, settings)
     rows += throughput_rows(root, settings)
+    rows += switching_rows(root, settings)
     return rows
 
 
