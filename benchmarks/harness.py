@@ -266,29 +266,23 @@ class Plane:
 
     def deploy_example(self) -> None:
         """``compartment deploy --env staging`` of examples/hello, as a user runs it."""
-        self.deploy_project(EXAMPLE, "staging")
-
-    def deploy_project(self, project: Path, environment: str) -> None:
-        """``compartment deploy --env <environment>`` in ``project``, as a user runs it."""
         done = run_timed(
-            [COMPARTMENT, "deploy", "--env", environment, "--output", "json"],
+            [COMPARTMENT, "deploy", "--env", "staging", "--output", "json"],
             env=self.env,
-            cwd=project,
+            cwd=EXAMPLE,
             capture=True,
             timeout=120,
         )
         if done.returncode != 0:
             raise RuntimeError(f"deploy failed ({done.returncode}): {done.stdout!r}\n{self.log()}")
 
-    def post_promote(
-        self, source: str = "staging", target: str = "production", *, project: str = "hello"
-    ) -> str:
+    def post_promote(self, source: str = "staging", target: str = "production") -> str:
         """Start a promotion through the API; its run id."""
         with self.client() as client:
             response = client.post(
                 "/v1/deployments/promote",
                 json={
-                    "projectName": project,
+                    "projectName": "hello",
                     "sourceEnvironmentName": source,
                     "targetEnvironmentName": target,
                 },

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from benchmarks import completion, fanout, startup, switching, throughput
+from benchmarks import completion, fanout, startup, throughput
 from benchmarks.harness import COMPARTMENT, PYTHON, REPO, Plane, median, percentile
 from benchmarks.table import Row, render
 
@@ -27,8 +27,6 @@ THROUGHPUT_VS_BARE = 0.5
 PEAK_RSS_MB = 60.0
 RSS_FLAT = 1.10  # "flat": the large flood's peak at most this × the small one's
 FANOUT_P99_MS = 100.0
-SWITCH_LAG_MEDIAN_MS = 10.0  # the candidate's first 2xx → the first client request it answers
-INSTANT_OVER_APP_MS = 25.0  # an instant promotion on the server: at most the app's start + this
 
 
 @dataclass(frozen=True)
@@ -271,37 +269,6 @@ def throughput_rows(root: Path, settings: Settings) -> list[Row]:
     ]
 
 
-def switching_rows(root: Path, settings: Settings) -> list[Row]:
-    n = settings.promotions
-    _log(f"switching: {n} promotions of an app that is ready as it listens, under a client's load")
-    with Plane(root / "switching") as plane:
-        samples = switching.measure(plane, switching.write_project(root / "switch-app"), n)
-    lag = median(samples.switch_lag) * 1000
-    server, app = median(samples.server) * 1000, median(samples.app_ready) * 1000
-    return [
-        Row(
-            figure=f"switch: candidate's first 2xx → its first client request, median of {n}",
-            value=lag,
-            unit="ms",
-            reference="p95",
-            reference_value=percentile(samples.switch_lag, 95) * 1000,
-            target=f"≤ {SWITCH_LAG_MEDIAN_MS:g} ms",
-            met=lag <= SWITCH_LAG_MEDIAN_MS,
-        ),
-        Row(
-            figure=f"instant promotion: the run on the server, median of {n}",
-            value=server,
-            unit="ms",
-            reference="the app's own start → ready",
-            reference_value=app,
-            ratio=server - app,
-            ratio_text=" ms more",
-            target=f"≤ app + {INSTANT_OVER_APP_MS:g} ms",
-            met=server <= app + INSTANT_OVER_APP_MS,
-        ),
-    ]
-
-
 # --- the run ---------------------------------------------------------------------------------
 
 
@@ -327,7 +294,6 @@ def run(settings: Settings, root: Path) -> list[Row]:
         polling.stop()
         rows += fanout_rows(events, settings)
     rows += throughput_rows(root, settings)
-    rows += switching_rows(root, settings)
     return rows
 
 

@@ -26,8 +26,6 @@ FIGURES = [
     "throughput: deployment watch --verbose",
     "throughput: CPU per event",
     "CLI peak RSS",
-    "switch: candidate's first 2xx → its first client request",
-    "instant promotion: the run on the server",
 ]
 
 
