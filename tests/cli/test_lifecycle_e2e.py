@@ -19,8 +19,17 @@ from tests.support import ControlPlane, http_get, plane_state, result_rows
 
 # The documented keys of a plan (README, "The promotion lifecycle").
 PLAN_KEYS = set(
-    "kind version project sourceEnvironment environment serviceName services digestsKnown "
-    "createdAt".split()
+    [
+        "kind",
+        "version",
+        "project",
+        "sourceEnvironment",
+        "environment",
+        "serviceName",
+        "services",
+        "digestsKnown",
+        "createdAt",
+    ]
 )
 
 
