@@ -2,8 +2,9 @@
 
 A 409 ``deployment_target_busy`` names the run that holds the target in its
 message; the error then names that run (``deploymentRunId`` of the JSON error), so a
-script can follow it with ``compartment deployment watch``. That run is followed through ``GET /v1/deployments/runs/{id}``
-(its deployments' changes are notices, shown with ``--verbose``) until it ends;
+script can follow it with ``compartment deployment watch``. With ``--wait-for-target``
+that run is followed through ``GET /v1/deployments/runs/{id}`` (its deployments'
+changes are notices, shown with ``--verbose``) until it ends;
 a control plane without that endpoint is asked again every ``retry_interval``.
 The whole wait is bounded by ``wait_for`` (and by ``--timeout``, which bounds
 the command around it); still busy then: the 409, exit 3.
