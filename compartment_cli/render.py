@@ -13,9 +13,10 @@ from datetime import datetime, tzinfo
 
 import msgspec
 
-from compartment_cli.models.api import ListResponse, ReadSummary, parse_timestamp
+from compartment_cli.models.api import ListResponse, NameRef, ReadSummary, parse_timestamp
 from compartment_cli.models.events import StepEvent
 from compartment_cli.models.logs import LogLine, LogsResponse
+from compartment_cli.models.plan import NothingToPromote, PromotionPlan
 from compartment_cli.models.result import ErrorDetail, ErrorDocument, RunResult
 
 __all__ = [
@@ -32,6 +33,8 @@ __all__ = [
     "logs_command",
     "logs_json",
     "paint",
+    "plan_json",
+    "plan_lines",
     "result_json",
     "result_lines",
     "step_line",
@@ -115,14 +118,16 @@ def header_line(result: RunResult, *, color: bool = False) -> str:
     ended. Names the environment a new one when the result says this run created it, and says
     so when the command joined a run already in progress."""
     target = result.environment.name
-    if getattr(result, "environment_created", False):
+    if result.environment_created:
         target += " (new environment)"
     if result.source_environment is not None:
         move = f"{result.source_environment.name} → {target}"
+    elif {d.operation.type for d in result.deployments} == {"rollback"}:
+        move = f"rollback of {target}"
     else:
         move = f"deploy to {target}"
     run = f"run {result.deployment_run_id}"
-    if getattr(result, "joined", False):
+    if result.joined:
         run = f"joined run {result.deployment_run_id} already in progress"
     parts = [
         paint(result.project.name, "bold", color),
@@ -217,10 +222,26 @@ def result_json(result: RunResult) -> bytes:
     return msgspec.json.encode(result) + b"\n"
 
 
-def error_json(code: str, message: str, exit_code: int) -> bytes:
-    """``{"error": {"code", "message", "exitCode"}}``, newline-ended."""
-    document = ErrorDocument(error=ErrorDetail(code=code, message=message, exit_code=exit_code))
-    return msgspec.json.encode(document) + b"\n"
+def error_json(
+    code: str,
+    message: str,
+    exit_code: int,
+    *,
+    run_id: str | None = None,
+    project: str | None = None,
+    environment: str | None = None,
+) -> bytes:
+    """``{"error": {"code", "message", "exitCode"}}``, newline-ended; with
+    ``deploymentRunId``, ``project`` and ``environment`` when the error happened to a run."""
+    detail = ErrorDetail(
+        code=code,
+        message=message,
+        exit_code=exit_code,
+        deployment_run_id=run_id,
+        project=None if project is None else NameRef(name=project),
+        environment=None if environment is None else NameRef(name=environment),
+    )
+    return msgspec.json.encode(ErrorDocument(error=detail)) + b"\n"
 
 
 # --- progress --------------------------------------------------------------------------------
@@ -317,3 +338,50 @@ def list_json(listing: ListResponse) -> bytes:
 
 def logs_json(logs: LogsResponse) -> bytes:
     return msgspec.json.encode(logs) + b"\n"
+
+
+# --- promotion plans (promote --dry-run) -----------------------------------------------------
+
+PLAN_COLUMNS = ("SERVICE", "ACTION", "SOURCE", "DIGEST", "LABEL", "CREATED", "TARGET", "DIGEST")
+_ACTION_STYLES = {"promote": "running", "new": "running", "unchanged": "dim"}
+
+
+def _short_digest(digest: str | None) -> str:
+    if not digest:
+        return "-"
+    algorithm, _, hexdigest = digest.rpartition(":")
+    return f"{algorithm}:{hexdigest[:12]}" if algorithm else hexdigest[:12]
+
+
+def plan_lines(plan: PromotionPlan, *, color: bool = False) -> list[str]:
+    """What ``promote --dry-run`` would do: a header line, then one row per service."""
+    target = plan.environment
+    state = "exists" if target.exists else "new environment"
+    if target.busy:
+        state += f", busy with run {target.deployment_run_id}"
+    header = (
+        f"{paint(plan.project.name, 'bold', color)}  {plan.source_environment.name} → "
+        f"{target.name} ({state})  plan, nothing changed"
+    )
+    rows = [[(title, "dim") for title in PLAN_COLUMNS]]
+    for s in plan.services:
+        rows.append(
+            [
+                (s.service_name, "bold"),
+                (s.action, _ACTION_STYLES.get(s.action, "")),
+                (s.source.deployment_id, ""),
+                (_short_digest(s.source.artifact_digest), "dim"),
+                (s.source.label or "-", ""),
+                (s.source.created_at or "-", "dim"),
+                (s.target.deployment_id if s.target else "-", ""),
+                (_short_digest(s.target.artifact_digest if s.target else None), "dim"),
+            ]
+        )
+    lines = [header, *_table(rows, color)]
+    if not plan.digests_known:
+        lines.append("(the control plane tells no artifact digests: no service shows as unchanged)")
+    return lines
+
+
+def plan_json(document: PromotionPlan | NothingToPromote) -> bytes:
+    return msgspec.json.encode(document) + b"\n"

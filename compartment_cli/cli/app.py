@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from typer._click.exceptions import ClickException
 
 from compartment_cli import __version__
+from compartment_cli.cli import lifecycle as lc
 from compartment_cli.cli.coercion import DirectCommand, DirectGroup
 from compartment_cli.errors import ExitCode, UsageError, exit_code_help
 
@@ -31,7 +31,14 @@ if TYPE_CHECKING:
     from compartment_cli.cli.output import Output
     from compartment_cli.client.connection import Connection
     from compartment_cli.models.descriptor import Descriptor
-    from compartment_cli.workflows.watch import WaitOptions
+    from compartment_cli.workflows.follow import WaitOptions
+
+if TYPE_CHECKING:
+    from typer._click.exceptions import ClickException
+else:
+    # The usage errors typer finds itself (typer.BadParameter and its kin): their common
+    # base, found through the public name, whatever typer calls its vendored click.
+    ClickException = next(k for k in typer.BadParameter.__mro__ if k.__name__ == "ClickException")
 
 
 def exit_codes_epilog(run: str | None) -> str:
@@ -139,6 +146,14 @@ RemoteOpt = Annotated[
         metavar="<name>",
     ),
 ]
+CreateEnvOpt = Annotated[
+    bool,
+    typer.Option(
+        "--create-env",
+        help="Create the target environment even if its name is close to an existing one's "
+        "(without it, a near-typo such as prodution is refused).",
+    ),
+]
 ApiUrlOpt = Annotated[
     str | None,
     typer.Option(
@@ -179,6 +194,7 @@ def _connection(api_url: str | None, remote: str | None, out: Output) -> Connect
     from compartment_cli.client.connection import DEFAULT_API_URL, resolve_connection
 
     connection = resolve_connection(api_url=api_url, remote=remote)
+    out.connection = connection
     if connection.token is None and connection.api_url == DEFAULT_API_URL:
         out.not_configured = True
     return connection
@@ -228,7 +244,7 @@ STALL_TIMEOUT_ENV = "COMPARTMENT_STREAM_STALL_TIMEOUT"
 
 def _wait_options(timeout: str) -> WaitOptions:
     from compartment_cli.client.events import DEFAULT_STALL_TIMEOUT
-    from compartment_cli.workflows.watch import WaitOptions
+    from compartment_cli.workflows.follow import WaitOptions
 
     stall_timeout = DEFAULT_STALL_TIMEOUT
     if value := os.environ.get(STALL_TIMEOUT_ENV, "").strip():
@@ -256,6 +272,12 @@ def promote(
     verbose: VerboseOpt = False,
     output: OutputOpt = OutputFormat.text,
     timeout: TimeoutOpt = "15m",
+    create_env: CreateEnvOpt = False,
+    dry_run: lc.DryRunOpt = False,
+    plan: lc.PlanOpt = None,
+    only_changed: lc.OnlyChangedOpt = False,
+    wait_for_target: lc.WaitForTargetOpt = None,
+    bake: lc.BakeOpt = None,
     remote: RemoteOpt = None,
     api_url: ApiUrlOpt = None,
 ) -> None:
@@ -280,8 +302,19 @@ def promote(
         wait = _wait_options(timeout)
         project_name, _, _ = _project(project, service)
         request = promote_request(project_name, source, target, service)
+        if dry_run:
+            lc.check_dry_run(**{"--plan": plan, "--only-changed": only_changed, "--bake": bake})
+            return lc.dry_run_plan(request, _connection(api_url, remote, out))
+        flags = (source, target, project_name, service)
+        life = lc.lifecycle_of(parse_duration, wait_for_target, bake, plan, only_changed, flags)
+        if life.plan is not None:
+            request = promote_request(project_name, source, target, life.plan.service_name)
         connection = _connection(api_url, remote, out)
-        return out.wait_for_run(lambda progress: run_promote(connection, request, progress, wait))
+        return out.wait_for_run(
+            lambda progress: run_promote(
+                connection, request, progress, wait, create_env=create_env, lifecycle=life
+            )
+        )
 
     raise typer.Exit(out.run(body))
 
@@ -299,6 +332,9 @@ def deploy(
     verbose: VerboseOpt = False,
     output: OutputOpt = OutputFormat.text,
     timeout: TimeoutOpt = "15m",
+    create_env: CreateEnvOpt = False,
+    wait_for_target: lc.WaitForTargetOpt = None,
+    bake: lc.BakeOpt = None,
     remote: RemoteOpt = None,
     api_url: ApiUrlOpt = None,
 ) -> None:
@@ -325,6 +361,8 @@ def deploy(
             descriptor=descriptor,
             environment=environment,
             service=service,
+            create_env=create_env,
+            lifecycle=lc.lifecycle_of(parse_duration, wait_for_target, bake),
         )
         connection = _connection(api_url, remote, out)
         return out.wait_for_run(lambda progress: run_deploy(connection, options, progress, wait))
@@ -431,7 +469,6 @@ def server(
     max_upload_bytes: Annotated[int, typer.Option("--max-upload-bytes", hidden=True)] = (
         200 * 1024 * 1024
     ),
-    bench_flood: Annotated[int, typer.Option("--bench-flood", hidden=True, min=0)] = 0,
 ) -> None:
     """Run the local control plane in the foreground until Ctrl-C."""
     from compartment_cli.server.main import ServerOptions, serve
@@ -447,7 +484,6 @@ def server(
         drain_timeout=drain_timeout,
         event_retention=event_retention,
         max_upload_bytes=max_upload_bytes,
-        bench_flood=bench_flood,
     )
     raise typer.Exit(serve(options))
 

@@ -16,7 +16,6 @@ anything unexpected as a bug report, traceback only with ``COMPARTMENT_DEBUG=1``
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import threading
@@ -24,24 +23,29 @@ import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, TextIO, TypeVar
 
 from compartment_cli import __version__, render
+from compartment_cli.cli.streams import PipeSafe
 from compartment_cli.errors import (
     CompartmentError,
     ExitCode,
     Interrupted,
     NotAuthorized,
+    RunRef,
     Unavailable,
     exit_code_for_status,
 )
 
 if TYPE_CHECKING:
+    from compartment_cli.client.connection import Connection
     from compartment_cli.models.api import ListResponse, ReadSummary
     from compartment_cli.models.events import StepEvent
     from compartment_cli.models.logs import LogLine, LogsResponse
     from compartment_cli.models.result import RunResult
-    from compartment_cli.workflows.watch import Progress, RunTarget
+    from compartment_cli.workflows.follow import Progress, RunTarget
+
+T = TypeVar("T")
 
 REPORT_TO = "the compartment-cli issue tracker"
 NOT_CONFIGURED_HINT = (
@@ -50,6 +54,8 @@ NOT_CONFIGURED_HINT = (
     "COMPARTMENT_API_URL and COMPARTMENT_TOKEN."
 )
 DEBUG_ENV = "COMPARTMENT_DEBUG"
+# The codes of an Unavailable that means the control plane could not be reached.
+UNREACHABLE_CODES = frozenset({"network_error", "event_stream_lost"})
 
 
 def _is_tty(stream: TextIO) -> bool:
@@ -77,6 +83,8 @@ class Output:
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     not_configured: bool = False
     """No login, no URL: the default local control plane was tried (for the hint)."""
+    connection: Connection | None = None
+    """The control plane the command talks to, once known (for the hints of its errors)."""
     _progress: _Reporter | None = None
 
     @classmethod
@@ -89,9 +97,10 @@ class Output:
         stderr: TextIO | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Output:
+        # A reader that leaves early (`| head`) must not change the exit code.
         return cls(
-            stdout=sys.stdout if stdout is None else stdout,
-            stderr=sys.stderr if stderr is None else stderr,
+            stdout=PipeSafe.wrap(sys.stdout) if stdout is None else stdout,
+            stderr=PipeSafe.wrap(sys.stderr) if stderr is None else stderr,
             json=json,
             verbose=verbose,
             environ=dict(os.environ) if environ is None else environ,
@@ -117,15 +126,15 @@ class Output:
             try:
                 value = body()
             except KeyboardInterrupt:
-                run_id = self._progress.run_id if self._progress is not None else None
-                raise Interrupted("Interrupted.", run_id=run_id) from None
+                run = self._progress.run if self._progress is not None else None
+                raise Interrupted("Interrupted.", run=run) from None
         except CompartmentError as exc:
             return self.error(exc)
         except Exception as exc:
             return self.unexpected(exc)
         return self.show(value)
 
-    def wait_for_run(self, workflow: Callable[[Progress], Awaitable[RunResult]]) -> RunResult:
+    def wait_for_run(self, workflow: Callable[[Progress], Awaitable[T]]) -> T:
         """Run an async workflow with anyio, reporting its progress as chosen for this output."""
         import anyio
 
@@ -156,6 +165,18 @@ class Output:
             return self.listing(value)
         if isinstance(value, LogsResponse):
             return self.logs(value)
+        return self.lifecycle(value)
+
+    def lifecycle(self, value: object) -> int:
+        """A promotion plan (``--dry-run``), or nothing to promote (``--only-changed``)."""
+        from compartment_cli.models.plan import NothingToPromote, PromotionPlan
+
+        if isinstance(value, PromotionPlan | NothingToPromote) and self.json:
+            self._write_json(render.plan_json(value))
+        elif isinstance(value, PromotionPlan):
+            self._write_lines(self.stdout, render.plan_lines(value, color=self.stdout_color))
+        elif isinstance(value, NothingToPromote):
+            self._write_lines(self.stdout, [value.message])
         return int(ExitCode.OK)
 
     def logs(self, logs: LogsResponse) -> int:
@@ -206,11 +227,34 @@ class Output:
         message = error.message
         if self.not_configured and isinstance(error, Unavailable | NotAuthorized):
             message = f"{message}\n{NOT_CONFIGURED_HINT}"
+        elif (hint := self._hint(error)) is not None:
+            # One line, like every message: a script may read the first line only.
+            end = "" if message.rstrip().endswith((".", "?", "!")) else "."
+            message = f"{message.rstrip()}{end} {hint}"
         if self.json:
-            self._write_json(render.error_json(error.code, message, code))
+            run = error.run
+            document = render.error_json(
+                error.code,
+                message,
+                code,
+                run_id=None if run is None else run.run_id,
+                project=None if run is None else run.project,
+                environment=None if run is None else run.environment,
+            )
+            self._write_json(document)
         else:
             self._write_error(message)
         return code
+
+    def _hint(self, error: CompartmentError) -> str | None:
+        """What to do about a connection or auth error, the same for every command."""
+        if self.connection is None:
+            return None
+        if isinstance(error, NotAuthorized):
+            return self.connection.unauthorized_hint()
+        if isinstance(error, Unavailable) and error.code in UNREACHABLE_CODES:
+            return self.connection.unreachable_hint()
+        return None
 
     def unexpected(self, exc: BaseException) -> int:
         code = int(ExitCode.INTERNAL)
@@ -253,7 +297,8 @@ class _Reporter:
     def __init__(self, stream: TextIO, *, color: bool) -> None:
         self.stream = stream
         self.color = color
-        self.run_id: str | None = None
+        self.run: RunRef | None = None
+        """The run being followed, once known."""
         self.ended_before = False
         """The run had ended before it was looked at (``deployment watch`` of an old run)."""
         self._lock = threading.Lock()
@@ -263,8 +308,12 @@ class _Reporter:
             self.stream.write(text + "\n")
             self.stream.flush()
 
+    @property
+    def run_id(self) -> str | None:
+        return None if self.run is None else self.run.run_id
+
     def run_started(self, target: RunTarget) -> None:
-        self.run_id = target.run_id
+        self.run = RunRef(target.run_id, target.project, target.environment)
         self.ended_before = target.final_status is not None
 
     def step(self, event: StepEvent) -> None:
@@ -279,6 +328,9 @@ class _Reporter:
     def warning(self, message: str) -> None:
         self._line(f"warning: {message}")
 
+    def flush(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -286,9 +338,11 @@ class _Reporter:
 class _LineReporter(_Reporter):
     """``--verbose``: every event, one line each, as it arrives.
 
-    The lines of events that arrive together (a burst the workflow handles in
-    one go) are written together, before the event loop next waits: one write
-    per burst instead of one per line, which a flood of events is mostly made of.
+    Within the event loop, the step lines of events that arrive together (a
+    burst the workflow handles in one go) are written together when the
+    workflow next waits (``flush``): one write per burst instead of one per
+    line, which a flood of events is mostly made of. Any other line first
+    writes out the pending ones; outside the event loop every line goes at once.
     """
 
     def __init__(self, stream: TextIO, *, color: bool) -> None:
@@ -296,14 +350,8 @@ class _LineReporter(_Reporter):
         self._pending: list[str] = []
 
     def _line(self, text: str) -> None:
-        if not self._pending:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # not within the event loop: write it at once
-                super()._line(text)
-                return
-            loop.call_soon(self.flush)
         self._pending.append(text)
+        self.flush()
 
     def flush(self) -> None:
         lines, self._pending = self._pending, []
@@ -331,7 +379,11 @@ class _LineReporter(_Reporter):
         self._line(f"{now}  run {target.run_id}  {what}: {services or 'no deployments'}")
 
     def step(self, event: StepEvent) -> None:
-        self._line(render.step_line(event, color=self.color))
+        line = render.step_line(event, color=self.color)
+        if self._pending or _in_event_loop():
+            self._pending.append(line)
+        else:
+            self._line(line)
 
     def deployment_changed(self, deployment: ReadSummary, *, polled: bool) -> None:
         # With the event stream, the step events already tell this, and why.
@@ -341,6 +393,16 @@ class _LineReporter(_Reporter):
 
     def notice(self, message: str) -> None:
         self._line(f"{render.clock(datetime.now(UTC))}  {message}")
+
+
+def _in_event_loop() -> bool:
+    import anyio
+
+    try:
+        anyio.get_current_task()
+    except RuntimeError:  # anyio's NoEventLoopError
+        return False
+    return True
 
 
 def _by_svc(item: tuple[str, str]) -> str:

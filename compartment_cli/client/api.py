@@ -19,9 +19,11 @@ is scrubbed of it before it leaves this module.
 
 from __future__ import annotations
 
+import os
 import random
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -31,6 +33,7 @@ import anyio
 import httpx
 import msgspec
 
+from compartment_cli.client.connection import Connection
 from compartment_cli.errors import (
     ApiRefused,
     CompartmentError,
@@ -40,10 +43,13 @@ from compartment_cli.errors import (
     error_for_response,
 )
 from compartment_cli.models.api import (
+    JOINED_HEADER,
     DeployResponse,
+    EnvironmentListResponse,
     ErrorResponse,
     ListResponse,
     PromoteRequest,
+    RollbackRequest,
     RunResponse,
     StatusResponse,
 )
@@ -51,14 +57,19 @@ from compartment_cli.models.logs import LogsResponse
 
 __all__ = [
     "DEFAULT_RETRY",
+    "TIME_SCALE",
+    "TIME_SCALE_ENV",
+    "Admitted",
     "ApiClient",
     "RetryPolicy",
     "address_of",
     "describe_transport_error",
     "error_from_response",
+    "open_client",
     "open_http_client",
     "scrub",
     "secrets_of",
+    "time_scale",
 ]
 
 T = TypeVar("T")
@@ -71,6 +82,25 @@ _RETRIED_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 # RecursionError for JSON nested deeper than the recursion limit (a few KB).
 _UNREADABLE = (msgspec.DecodeError, msgspec.ValidationError, UnicodeError, RecursionError)
 _UPLOAD_CHUNK = 256 * 1024
+
+
+# Hidden, for tests: every retry pause (reads, connects, the event stream's reconnect budget)
+# and the default stall window of the event stream are multiplied by this factor, read
+# once, so a test can wait out the real budgets in a fraction of their time. Only
+# shortens: a value that is not a number in (0, 1] counts as 1.
+TIME_SCALE_ENV = "COMPARTMENT_TEST_TIME_SCALE"
+
+
+def time_scale(environ: Mapping[str, str]) -> float:
+    """The factor ``TIME_SCALE_ENV`` in ``environ`` asks for (1.0 when unset or unusable)."""
+    try:
+        scale = float(environ.get(TIME_SCALE_ENV, "").strip() or 1.0)
+    except ValueError:
+        return 1.0
+    return scale if 0.0 < scale <= 1.0 else 1.0
+
+
+TIME_SCALE = time_scale(os.environ)
 
 
 @dataclass(frozen=True)
@@ -87,7 +117,7 @@ class RetryPolicy:
         base = max(self.first_delay, floor)
         delay = min(self.max_delay, base * 2.0 ** max(0, failures - 1))
         # A little jitter, so that many clients do not come back in step.
-        return delay * random.uniform(0.8, 1.0)
+        return delay * random.uniform(0.8, 1.0) * TIME_SCALE
 
     def delays(self) -> Iterator[float]:
         """The pauses between attempts: one fewer than ``attempts``."""
@@ -116,6 +146,19 @@ def open_http_client(
         )
     except httpx.InvalidURL as exc:
         raise UsageError(f"the API URL {api_url!r} is not a valid URL: {exc}") from None
+
+
+@asynccontextmanager
+async def open_client(
+    connection: Connection, *, transport: httpx.AsyncBaseTransport | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The HTTP client of one command, closed (shielded, bounded) when it is done."""
+    http = open_http_client(connection.api_url, connection.headers(), transport=transport)
+    try:
+        yield http
+    finally:
+        with anyio.move_on_after(5, shield=True):
+            await http.aclose()
 
 
 def _tls_for(api_url: str) -> ssl.SSLContext | bool:
@@ -233,6 +276,15 @@ def error_from_response(
     )
 
 
+@dataclass(frozen=True)
+class Admitted:
+    """The answer to a promote or deploy: the run, and whether the request joined an
+    identical run already in progress (our control plane says so; others never do)."""
+
+    response: DeployResponse
+    joined: bool = False
+
+
 class ApiClient:
     """Typed calls to the deployments API over one ``httpx.AsyncClient``."""
 
@@ -283,6 +335,12 @@ class ApiClient:
         }
         return await self._get("/v1/deployments", params, ListResponse)
 
+    async def environments(self, project: str) -> EnvironmentListResponse:
+        """(ours) ``GET /v1/environments``: the project's environments."""
+        return await self._get(
+            "/v1/environments", {"projectName": project}, EnvironmentListResponse
+        )
+
     async def get_run(self, run_id: str) -> RunResponse:
         """(ours) ``GET /v1/deployments/runs/{id}``: one run and where it goes."""
         path = "/v1/deployments/runs/" + quote(run_id, safe="")
@@ -294,17 +352,21 @@ class ApiClient:
 
     # --- writes ---------------------------------------------------------
 
-    async def promote(self, request: PromoteRequest) -> DeployResponse:
+    async def promote(self, request: PromoteRequest) -> Admitted:
         """``POST /v1/deployments/promote``."""
         body = msgspec.json.encode(request)
         return await self._post(
-            "/v1/deployments/promote",
-            lambda: body,
-            {"Content-Type": "application/json"},
-            DeployResponse,
+            "/v1/deployments/promote", lambda: body, {"Content-Type": "application/json"}
         )
 
-    async def deploy(self, archive: Path) -> DeployResponse:
+    async def rollback(self, request: RollbackRequest) -> Admitted:
+        """``POST /v1/deployments/rollback``."""
+        body = msgspec.json.encode(request)
+        return await self._post(
+            "/v1/deployments/rollback", lambda: body, {"Content-Type": "application/json"}
+        )
+
+    async def deploy(self, archive: Path) -> Admitted:
         """``POST /v1/deployments`` with a deploy archive (gzipped tar), streamed from disk."""
         size = (await anyio.Path(archive).stat()).st_size
 
@@ -315,7 +377,6 @@ class ApiClient:
             "/v1/deployments",
             content,
             {"Content-Type": "application/gzip", "Content-Length": str(size)},
-            DeployResponse,
         )
 
     # --- plumbing -------------------------------------------------------
@@ -363,8 +424,7 @@ class ApiClient:
         path: str,
         content: Callable[[], bytes | AsyncIterable[bytes]],
         headers: Mapping[str, str],
-        type_: type[T],
-    ) -> T:
+    ) -> Admitted:
         delays = self._retry.delays()
         attempt = 0
         while True:
@@ -391,7 +451,8 @@ class ApiClient:
                     ),
                     code="network_error",
                 ) from None
-            return self._decode(response, type_)
+            joined = response.headers.get(JOINED_HEADER, "").lower() == "true"
+            return Admitted(self._decode(response, DeployResponse), joined=joined)
 
     def _decode(self, response: httpx.Response, type_: type[T]) -> T:
         if not response.is_success:

@@ -29,7 +29,10 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from compartment_cli.models.api import (
+    JOINED_HEADER,
     MAX_LIST_LIMIT,
+    DeployResponse,
+    EnvironmentListResponse,
     EnvironmentName,
     ErrorBody,
     ErrorResponse,
@@ -37,17 +40,21 @@ from compartment_cli.models.api import (
     NameRef,
     ProjectName,
     PromoteRequest,
+    RollbackRequest,
     RunResponse,
+    RunType,
     ServiceName,
     StatusResponse,
 )
 from compartment_cli.models.descriptor import DeployManifest
 from compartment_cli.server.artifacts import ArchiveError, ArtifactStore, read_deploy_archive
 from compartment_cli.server.bus import EventBus
+from compartment_cli.server.errors import Refusal, environment_not_found, project_not_found
 from compartment_cli.server.logs import deployment_logs
 from compartment_cli.server.openapi import openapi_document
-from compartment_cli.server.orchestrator import Orchestrator, Refusal
-from compartment_cli.server.store import Environment, Project, Store
+from compartment_cli.server.orchestrator import Orchestrator
+from compartment_cli.server.store import Environment, Project, Store, now
+from compartment_cli.server.summaries import Summaries
 
 log = logging.getLogger("compartment.server")
 
@@ -58,15 +65,19 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 @dataclass
 class State:
     store: Store
+    summaries: Summaries
     bus: EventBus
     orchestrator: Orchestrator
     artifacts: ArtifactStore
     token: str
     tmp_dir: Path
-    route_host: str
     events_enabled: bool
     max_upload_bytes: int
     ping_interval: float
+
+
+def run_type(stored: str) -> RunType:
+    return "rollback" if stored == "rollback" else "promote" if stored == "promote" else "deploy"
 
 
 def json_response(value: object, status: int = 200) -> Response:
@@ -141,6 +152,10 @@ class ListQuery(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fie
     limit: int = 20
 
 
+class EnvironmentsQuery(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fields=True):
+    project_name: ProjectName
+
+
 class EventsQuery(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fields=True):
     project_name: ProjectName
     environment_name: EnvironmentName
@@ -175,16 +190,12 @@ def _project_and_environment(
 ) -> tuple[Project, Environment | None]:
     project = state.store.project(project_name)
     if project is None:
-        raise Refusal(404, "project_not_found", f"project {project_name!r} not found")
+        raise project_not_found(project_name)
     if environment_name is None:
         return project, None
     environment = state.store.environment(project.id, environment_name)
     if environment is None:
-        raise Refusal(
-            404,
-            "environment_not_found",
-            f"environment {environment_name!r} not found in project {project_name!r}",
-        )
+        raise environment_not_found(environment_name, project_name)
     return project, environment
 
 
@@ -207,7 +218,36 @@ async def openapi(request: Request) -> Response:
 async def promote(request: Request) -> Response:
     state = _state(request)
     body = await parse_body(request, PromoteRequest, "invalid_promote_deployment_request")
-    return json_response(state.orchestrator.promote(body))
+    started = now()
+    return _admitted(state, state.orchestrator.promote(body), started)
+
+
+async def rollback(request: Request) -> Response:
+    state = _state(request)
+    body = await parse_body(request, RollbackRequest, "invalid_rollback_deployment_request")
+    started = now()
+    return _admitted(state, state.orchestrator.rollback(body), started)
+
+
+def _admitted(state: State, response: DeployResponse, started: str) -> Response:
+    """The answer to a promote or deploy; marked when it joined a run begun before it."""
+    answer = json_response(response)
+    run = state.store.run(response.deployment_run_id)
+    if run is not None and run.created_at < started:
+        answer.headers[JOINED_HEADER] = "true"
+    return answer
+
+
+async def list_environments(request: Request) -> Response:
+    state = _state(request)
+    query = parse_query(request, EnvironmentsQuery, "invalid_environment_list_request")
+    project, _ = _project_and_environment(state, query.project_name, None)
+    return json_response(
+        EnvironmentListResponse(
+            environments=[e.summary() for e in state.store.environments(project.id)],
+            project=NameRef(name=project.name),
+        )
+    )
 
 
 async def deployment_status(request: Request) -> Response:
@@ -231,11 +271,10 @@ async def deployment_status(request: Request) -> Response:
         deployments = store.environment_deployments(environment.id, service=query.service_name)
     return json_response(
         StatusResponse(
-            active_deployments=store.read_summaries(
-                store.active_deployments(environment.id, service=query.service_name),
-                route_host=state.route_host,
+            active_deployments=state.summaries.read(
+                store.active_deployments(environment.id, service=query.service_name)
             ),
-            deployments=store.read_summaries(deployments, route_host=state.route_host),
+            deployments=state.summaries.read(deployments),
             environment=NameRef(name=environment.name),
             project=NameRef(name=project.name),
         )
@@ -258,7 +297,7 @@ async def list_deployments(request: Request) -> Response:
     )
     return json_response(
         ListResponse(
-            deployments=store.read_summaries(deployments, route_host=state.route_host),
+            deployments=state.summaries.read(deployments),
             environment=NameRef(name=environment.name),
             project=NameRef(name=project.name),
         )
@@ -277,19 +316,19 @@ async def get_run(request: Request) -> Response:
         if run.source_environment_id
         else None
     )
+    deployments = store.run_deployments(run.id)
     return json_response(
         RunResponse(
             deployment_run_id=run.id,
-            type="promote" if run.type == "promote" else "deploy",
+            type=run_type(run.type),
             status=run.status,
             project=NameRef(name=store.project_by_id(run.project_id).name),
             environment=NameRef(name=store.environment_by_id(run.environment_id).name),
             source_environment=source,
-            deployments=store.read_summaries(
-                store.run_deployments(run.id), route_host=state.route_host
-            ),
+            deployments=state.summaries.read(deployments),
             created_at=run.created_at,
             completed_at=run.completed_at,
+            artifact_digests={d.id: f"sha256:{d.artifact_digest}" for d in deployments},
         )
     )
 
@@ -315,7 +354,8 @@ async def deploy(request: Request) -> Response:
             )
         except ArchiveError as exc:
             raise Refusal(exc.status, exc.code, exc.message) from None
-        return json_response(state.orchestrator.deploy(manifest, digests))
+        started = now()
+        return _admitted(state, state.orchestrator.deploy(manifest, digests), started)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -374,7 +414,9 @@ async def events(request: Request) -> Response:
 
 async def _refusal(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, Refusal)
-    return error_response(exc.status, exc.code, exc.message)
+    response = error_response(exc.status, exc.code, exc.message)
+    response.headers.update(exc.headers)
+    return response
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -393,11 +435,13 @@ def create_app(state: State, lifespan: Any = None) -> ASGIApp:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/v1/deployments/promote", promote, methods=["POST"]),
+        Route("/v1/deployments/rollback", rollback, methods=["POST"]),
         Route("/v1/deployments/status", deployment_status, methods=["GET"]),
         Route("/v1/deployments/runs/{run_id}", get_run, methods=["GET"]),
         Route("/v1/deployments/logs", deployment_logs, methods=["GET"]),
         Route("/v1/deployments", list_deployments, methods=["GET"]),
         Route("/v1/deployments", deploy, methods=["POST"]),
+        Route("/v1/environments", list_environments, methods=["GET"]),
         Route("/v1/events", events, methods=["GET"]),
     ]
     app = Starlette(

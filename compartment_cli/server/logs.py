@@ -157,7 +157,7 @@ async def deployment_logs(request: Request) -> Response:
 
     # The app registers this endpoint: its helpers are imported when it is called.
     from compartment_cli.server.app import _project_and_environment, json_response, parse_query
-    from compartment_cli.server.orchestrator import Refusal
+    from compartment_cli.server.errors import Refusal
 
     state: State = request.app.state.compartment
     code = "invalid_deployment_logs_request"
@@ -233,7 +233,7 @@ async def deployment_logs(request: Request) -> Response:
     if not query.follow:
         return json_response(
             LogsResponse(
-                deployments=store.read_summaries(deployments, route_host=state.route_host),
+                deployments=state.summaries.read(deployments),
                 environment=NameRef(name=environment.name),
                 lines=backlog,
                 project=NameRef(name=project.name),

@@ -13,11 +13,14 @@ import msgspec
 
 from compartment_cli import __version__
 from compartment_cli.models.api import (
+    BUSY_RUN_HEADER,
     DeployResponse,
+    EnvironmentListResponse,
     ErrorResponse,
     ListLimit,
     ListResponse,
     PromoteRequest,
+    RollbackRequest,
     RunResponse,
     StatusResponse,
 )
@@ -57,11 +60,13 @@ def openapi_document() -> bytes:
     _, components = msgspec.json.schema_components(
         [
             PromoteRequest,
+            RollbackRequest,
             DeployResponse,
             StatusResponse,
             ListResponse,
             RunResponse,
             LogsResponse,
+            EnvironmentListResponse,
             ErrorResponse,
         ],
         ref_template=_REF,
@@ -93,7 +98,31 @@ def openapi_document() -> bytes:
                 "operationId": "promoteDeployment",
                 "summary": "Make the deployments active in one environment active in another,"
                 " without a rebuild.",
+                "description": "Extensions of ours, left out by clients that do not use them:"
+                " sourceDeploymentIds (409 plan_stale unless the source's active deployments"
+                " are exactly these, checked atomically at admission) and bakeMs (after the"
+                " switch, watch the new deployments this long, the previous ones still"
+                " running; a failure switches every route of the run back: steps baking and"
+                " switching_back). A busy target (409 deployment_target_busy) names the run"
+                " holding it in the message and in the header " + BUSY_RUN_HEADER + ".",
                 "requestBody": {"required": True, "content": _json(PromoteRequest)},
+                "responses": {
+                    "200": {"description": "The run", "content": _json(DeployResponse)},
+                    **_errors(404, 409),
+                },
+            }
+        },
+        "/v1/deployments/rollback": {
+            "post": {
+                "operationId": "rollbackDeployment",
+                "summary": "Make earlier deployments of an environment active again, started"
+                " from their artifacts (no rebuild), gated by readiness like a promotion.",
+                "description": "Without a target: each active service (or serviceName) goes"
+                " back to its previous deployment. targetDeploymentRunId: that run's"
+                " deployments. targetDeploymentId: one service to that deployment. bakeMs"
+                " (ours) as on promote. A target whose artifact retention removed is refused"
+                " with 409 deployment_image_cleaned.",
+                "requestBody": {"required": True, "content": _json(RollbackRequest)},
                 "responses": {
                     "200": {"description": "The run", "content": _json(DeployResponse)},
                     **_errors(404, 409),
@@ -184,6 +213,21 @@ def openapi_document() -> bytes:
                 ],
                 "responses": {
                     "200": {"description": "The lines", "content": _json(LogsResponse)},
+                    **_errors(404),
+                },
+            }
+        },
+        "/v1/environments": {
+            "get": {
+                "operationId": "listEnvironments",
+                "summary": "A project's environments (ours), so that a mistyped target is caught"
+                " before a promotion creates it.",
+                "parameters": [_query("projectName", _PROJECT, required=True)],
+                "responses": {
+                    "200": {
+                        "description": "Environments",
+                        "content": _json(EnvironmentListResponse),
+                    },
                     **_errors(404),
                 },
             }

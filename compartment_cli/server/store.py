@@ -2,38 +2,34 @@
 runs, deployments, routes and the event log.
 
 One connection, used only from the event loop's thread: every statement is
-short and local, so nothing here awaits. Rows come back as small dataclasses;
-``read_summary`` turns a deployment into the wire shape the API serves.
+short and local, so nothing here awaits. sqlite3's own same-thread check stays
+on (the server creates the store on the thread that then runs the loop), so a
+use from a worker thread fails loudly instead of racing. Rows come back as
+small dataclasses; ``summaries.py`` turns them into the API's wire shapes.
 """
 
 from __future__ import annotations
 
 import secrets
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 
 import msgspec
 
 from compartment_cli.models.api import (
     DeploymentStatus,
-    DeploymentSummary,
     EnvironmentSummary,
     Health,
-    OperationStatus,
-    OperationSummary,
     ProjectSummary,
     PromotionStage,
-    ReadSummary,
-    ResolvedBuildConfig,
-    ResolvedReadinessConfig,
-    ResolvedRunConfig,
     RunStatus,
 )
-from compartment_cli.models.descriptor import ROUTED_KINDS, ServiceConfig
+from compartment_cli.models.descriptor import ServiceConfig
 
 LOCAL_ORGANIZATION_ID = "org_local"
 
@@ -55,6 +51,10 @@ CREATE TABLE IF NOT EXISTS environments (
 CREATE TABLE IF NOT EXISTS artifacts (
     digest TEXT PRIMARY KEY,
     created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cleaned_artifacts (
+    digest TEXT PRIMARY KEY,
+    cleaned_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
@@ -178,27 +178,32 @@ class Deployment:
     previous_id: str | None
     """The deployment this one replaces when it becomes active."""
 
-    @property
+    @cached_property
     def service(self) -> ServiceConfig:
+        """``config`` decoded, once per row read."""
         return msgspec.json.decode(self.config, type=ServiceConfig)
 
 
-_OPERATION_STATUS: dict[str, OperationStatus] = {
-    "queued": "queued",
-    "running": "running",
-    "succeeded": "succeeded",
-    "failed": "failed",
-    "stopped": "succeeded",
-}
+@dataclass(frozen=True)
+class Change:
+    """What ``Store.update_deployment`` changes in a deployment's row; None keeps a column."""
+
+    status: DeploymentStatus | None = None
+    stage: PromotionStage | None = None
+    health: Health | None = None
+    is_active: bool | None = None
+    failure_message: str | None = None
+    completed: bool = False  # completed_at becomes now
 
 
 class Store:
     def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
+        self._cleaned: set[str] | None = None
 
     def close(self) -> None:
         self._db.close()
@@ -249,6 +254,13 @@ class Store:
         ).fetchone()
         return Environment(*row) if row else None
 
+    def environments(self, project_id: str) -> list[Environment]:
+        rows = self._db.execute(
+            f"SELECT {self._ENV_COLUMNS} FROM environments WHERE project_id = ? ORDER BY name",  # noqa: S608
+            (project_id,),
+        ).fetchall()
+        return [Environment(*row) for row in rows]
+
     def environment_by_id(self, environment_id: str) -> Environment:
         row = self._db.execute(
             f"SELECT {self._ENV_COLUMNS} FROM environments WHERE id = ?",  # noqa: S608
@@ -282,6 +294,18 @@ class Store:
     def record_artifact(self, digest: str) -> None:
         self._db.execute("INSERT OR IGNORE INTO artifacts VALUES (?, ?)", (digest, now()))
 
+    def mark_cleaned(self, digest: str) -> None:
+        """Retention removed this artifact (``reusableImageState`` says ``cleaned``)."""
+        self._db.execute("INSERT OR IGNORE INTO cleaned_artifacts VALUES (?, ?)", (digest, now()))
+        self.cleaned_artifacts().add(digest)
+
+    def cleaned_artifacts(self) -> set[str]:
+        """Read once, then kept in memory: this store is their only writer."""
+        if self._cleaned is None:
+            rows = self._db.execute("SELECT digest FROM cleaned_artifacts")
+            self._cleaned = {row[0] for row in rows}
+        return self._cleaned
+
     # --- runs and deployments -----------------------------------------------
 
     _RUN_COLUMNS = (
@@ -295,40 +319,12 @@ class Store:
     )
 
     def insert_run(self, run: Run) -> None:
-        self._db.execute(
-            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                run.id,
-                run.type,
-                run.project_id,
-                run.environment_id,
-                run.source_environment_id,
-                run.move_key,
-                run.status,
-                run.created_at,
-                run.completed_at,
-            ),
-        )
+        self._db.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", astuple(run))
 
     def insert_deployment(self, deployment: Deployment) -> None:
         self._db.execute(
             "INSERT INTO deployments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                deployment.id,
-                deployment.run_id,
-                deployment.environment_id,
-                deployment.service_name,
-                deployment.artifact_digest,
-                deployment.config,
-                deployment.status,
-                deployment.promotion_stage,
-                deployment.health,
-                deployment.is_active,
-                deployment.failure_message,
-                deployment.created_at,
-                deployment.completed_at,
-                deployment.previous_id,
-            ),
+            astuple(deployment),
         )
 
     def run(self, run_id: str) -> Run | None:
@@ -337,6 +333,14 @@ class Store:
             (run_id,),
         ).fetchone()
         return Run(*row) if row else None
+
+    def runs_by_id(self, run_ids: Collection[str]) -> dict[str, Run]:
+        marks = ", ".join("?" * len(run_ids))
+        rows = self._db.execute(
+            f"SELECT {self._RUN_COLUMNS} FROM runs WHERE id IN ({marks})",  # noqa: S608
+            tuple(run_ids),
+        )
+        return {row[0]: Run(*row) for row in rows}
 
     def unfinished_runs(self) -> list[Run]:
         rows = self._db.execute(
@@ -395,6 +399,14 @@ class Store:
         sql += " ORDER BY service_name"
         return [Deployment(*row) for row in self._db.execute(sql, params)]
 
+    def all_deployments(self) -> list[Deployment]:
+        """Every deployment, newest first in each (environment, service)."""
+        rows = self._db.execute(
+            f"SELECT {self._DEPLOYMENT_COLUMNS} FROM deployments"  # noqa: S608
+            " ORDER BY environment_id, service_name, created_at DESC, rowid DESC"
+        )
+        return [Deployment(*row) for row in rows]
+
     def all_active_deployments(self) -> list[Deployment]:
         rows = self._db.execute(
             f"SELECT {self._DEPLOYMENT_COLUMNS} FROM deployments"  # noqa: S608
@@ -402,32 +414,22 @@ class Store:
         )
         return [Deployment(*row) for row in rows]
 
-    def update_deployment(
-        self,
-        deployment_id: str,
-        *,
-        status: DeploymentStatus | None = None,
-        stage: PromotionStage | None = None,
-        health: Health | None = None,
-        is_active: bool | None = None,
-        failure_message: str | None = None,
-        completed: bool = False,
-    ) -> None:
+    def update_deployment(self, deployment_id: str, change: Change) -> None:
         sets: list[str] = []
         params: list[object] = []
         for column, value in (
-            ("status", status),
-            ("promotion_stage", stage),
-            ("health", health),
-            ("failure_message", failure_message),
+            ("status", change.status),
+            ("promotion_stage", change.stage),
+            ("health", change.health),
+            ("failure_message", change.failure_message),
         ):
             if value is not None:
                 sets.append(f"{column} = ?")
                 params.append(value)
-        if is_active is not None:
+        if change.is_active is not None:
             sets.append("is_active = ?")
-            params.append(int(is_active))
-        if completed:
+            params.append(int(change.is_active))
+        if change.completed:
             sets.append("completed_at = ?")
             params.append(now())
         if not sets:
@@ -443,6 +445,16 @@ class Store:
             (environment_id, service_name),
         ).fetchone()
         return int(row[0]) if row else None
+
+    def routes_of(self, environment_ids: Collection[str]) -> dict[tuple[str, str], int]:
+        """The route ports of these environments, by (environment id, service name)."""
+        marks = ", ".join("?" * len(environment_ids))
+        rows = self._db.execute(
+            "SELECT environment_id, service_name, port FROM routes"  # noqa: S608
+            f" WHERE environment_id IN ({marks})",
+            tuple(environment_ids),
+        )
+        return {(row[0], row[1]): int(row[2]) for row in rows}
 
     def save_route(self, environment_id: str, service_name: str, port: int) -> None:
         # An upsert on the route's key, not INSERT OR REPLACE: that would silently
@@ -490,72 +502,3 @@ class Store:
     def last_event_id(self) -> int:
         row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
         return int(row[0]) if row else 0
-
-    # --- wire shapes ------------------------------------------------------------
-
-    def route_url(self, deployment: Deployment, host: str) -> str | None:
-        if deployment.service.kind not in ROUTED_KINDS:
-            return None
-        port = self.route_port(deployment.environment_id, deployment.service_name)
-        return f"http://{host}:{port}/" if port else None
-
-    def read_summary(self, deployment: Deployment, *, route_host: str) -> ReadSummary:
-        run = self.run(deployment.run_id)
-        assert run is not None
-        return ReadSummary(
-            id=deployment.id,
-            service_name=deployment.service_name,
-            deployment_run_id=deployment.run_id,
-            status=deployment.status,
-            promotion_stage=deployment.promotion_stage,
-            health=deployment.health,
-            is_active=bool(deployment.is_active),
-            label=None,
-            route_url=self.route_url(deployment, route_host),
-            failure_message=deployment.failure_message,
-            created_at=deployment.created_at,
-            completed_at=deployment.completed_at,
-            rollback_available=deployment.status == "succeeded" and not deployment.is_active,
-            operation=OperationSummary(
-                type=run.type,
-                status=_OPERATION_STATUS[deployment.status],
-                created_at=run.created_at,
-                completed_at=deployment.completed_at,
-            ),
-        )
-
-    def deployment_summary(self, deployment: Deployment, *, route_host: str) -> DeploymentSummary:
-        read = self.read_summary(deployment, route_host=route_host)
-        service = deployment.service
-        return DeploymentSummary(
-            id=read.id,
-            service_name=read.service_name,
-            status=read.status,
-            health=read.health,
-            route_url=read.route_url,
-            failure_message=read.failure_message,
-            is_active=read.is_active,
-            label=read.label,
-            created_at=read.created_at,
-            completed_at=read.completed_at,
-            operation=read.operation,
-            promotion_stage=read.promotion_stage,
-            readiness=(
-                ResolvedReadinessConfig(
-                    path=service.readiness.path, timeout_ms=service.readiness.timeout_ms
-                )
-                if service.readiness
-                else None
-            ),
-            rollback_available=read.rollback_available,
-            build=ResolvedBuildConfig(
-                command=service.build.command if service.build else None,
-                strategy=service.build.strategy if service.build else "auto",
-            ),
-            run=ResolvedRunConfig(command=service.run.command if service.run else None),
-        )
-
-    def read_summaries(
-        self, deployments: Iterable[Deployment], *, route_host: str
-    ) -> list[ReadSummary]:
-        return [self.read_summary(d, route_host=route_host) for d in deployments]

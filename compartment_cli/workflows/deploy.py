@@ -9,19 +9,20 @@ from pathlib import Path
 import anyio
 import httpx
 
-from compartment_cli.client.api import ApiClient
+from compartment_cli.client.api import ApiClient, open_client
 from compartment_cli.client.connection import Connection
 from compartment_cli.models.descriptor import Descriptor
 from compartment_cli.models.result import RunResult
-from compartment_cli.workflows.pack import pack_services
-from compartment_cli.workflows.watch import (
+from compartment_cli.workflows.environments import check_target
+from compartment_cli.workflows.follow import (
     Progress,
     RunTarget,
     WaitOptions,
     follow_run,
-    open_client,
     target_of,
 )
+from compartment_cli.workflows.lifecycle import NO_LIFECYCLE, Lifecycle, send_when_free
+from compartment_cli.workflows.pack import pack_services
 
 __all__ = ["DeployOptions", "deploy", "run_deploy"]
 
@@ -32,6 +33,10 @@ class DeployOptions:
     descriptor: Descriptor
     environment: str = "production"
     service: str | None = None
+    create_env: bool = False
+    """Create ``environment`` even when its name is close to an existing one's."""
+    lifecycle: Lifecycle = NO_LIFECYCLE
+    """``--wait-for-target`` and ``--bake``."""
 
 
 def _pack(options: DeployOptions, archive: Path) -> None:
@@ -41,6 +46,7 @@ def _pack(options: DeployOptions, archive: Path) -> None:
             options.descriptor,
             environment=options.environment,
             service=options.service,
+            bake_ms=options.lifecycle.bake_ms,
             out=out,
         )
 
@@ -54,8 +60,18 @@ async def deploy(
         await anyio.to_thread.run_sync(_pack, options, archive)
 
         async def start(api: ApiClient) -> RunTarget:
-            response = await api.deploy(archive)
-            return target_of(response, source_environment=None, kind="deploy")
+            check = await check_target(
+                api,
+                options.descriptor.name,
+                options.environment,
+                flag="--env",
+                create=options.create_env,
+                progress=progress,
+            )
+            admitted = await send_when_free(
+                api, lambda: api.deploy(archive), progress, options.lifecycle
+            )
+            return target_of(admitted, source_environment=None, kind="deploy", existed=check.exists)
 
         return await follow_run(
             http,

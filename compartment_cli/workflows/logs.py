@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from compartment_cli.client.api import ApiClient
+from compartment_cli.client.api import ApiClient, open_client
 from compartment_cli.client.connection import Connection
 from compartment_cli.client.logs import follow_logs
 from compartment_cli.models.logs import LogLine, LogsResponse
-from compartment_cli.workflows.watch import open_client
 
 __all__ = ["LogsRequest", "read_logs"]
 
