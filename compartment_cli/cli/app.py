@@ -488,9 +488,6 @@ def server(
     raise typer.Exit(serve(options))
 
 
-# The logs commands live in their own module; importing it registers them.
-from compartment_cli.cli import logs as _logs  # noqa: E402, F401
-
 # --- entry -----------------------------------------------------------------------------------
 
 

@@ -47,10 +47,11 @@ from compartment_cli.models.api import (
     StatusResponse,
 )
 from compartment_cli.models.descriptor import DeployManifest
+from compartment_cli.models.logs import LogsQuery
 from compartment_cli.server.artifacts import ArchiveError, ArtifactStore, read_deploy_archive
 from compartment_cli.server.bus import EventBus
 from compartment_cli.server.errors import Refusal, environment_not_found, project_not_found
-from compartment_cli.server.logs import deployment_logs
+from compartment_cli.server.logs import LOGS_REQUEST_ERROR, environment_asked, logs_response
 from compartment_cli.server.openapi import openapi_document
 from compartment_cli.server.orchestrator import Orchestrator
 from compartment_cli.server.store import Environment, Project, Store, now
@@ -331,6 +332,16 @@ async def get_run(request: Request) -> Response:
             artifact_digests={d.id: f"sha256:{d.artifact_digest}" for d in deployments},
         )
     )
+
+
+async def deployment_logs(request: Request) -> Response:
+    """The platform's logs endpoint (``server.logs``)."""
+    state = _state(request)
+    query = parse_query(request, LogsQuery, LOGS_REQUEST_ERROR)
+    project, environment = _project_and_environment(
+        state, query.project_name, environment_asked(query)
+    )
+    return logs_response(state, query, project, environment)
 
 
 async def deploy(request: Request) -> Response:

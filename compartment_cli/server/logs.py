@@ -42,15 +42,15 @@ from compartment_cli.models.logs import (
     LogsResponse,
     LogStream,
 )
+from compartment_cli.server.errors import Refusal
 
 if TYPE_CHECKING:
-    from starlette.requests import Request
     from starlette.responses import Response
 
     from compartment_cli.server.app import State
-    from compartment_cli.server.store import Deployment
+    from compartment_cli.server.store import Deployment, Environment, Project
 
-__all__ = ["OutputLog", "deployment_logs", "lines_path"]
+__all__ = ["OutputLog", "environment_asked", "lines_path", "logs_response"]
 
 FOLLOW_INTERVAL = 0.2  # seconds between two looks at the files while following
 _MAX_LINE = 16 * 1024  # a longer line is cut into pieces of this size
@@ -151,17 +151,26 @@ def read_lines(path: Path, offset: int = 0) -> tuple[list[_Stored], int]:
 # --- the endpoint ----------------------------------------------------------------------------
 
 
-async def deployment_logs(request: Request) -> Response:
-    """``GET /v1/deployments/logs``."""
+LOGS_REQUEST_ERROR = "invalid_deployment_logs_request"
+
+
+def environment_asked(query: LogsQuery) -> str | None:
+    """The environment the query names: production by default, but none (any) when it picks
+    a deployment or a run."""
+    if query.deployment_id is not None or query.deployment_run_id is not None:
+        return query.environment_name
+    return query.environment_name or "production"
+
+
+def logs_response(
+    state: State, query: LogsQuery, project: Project, environment: Environment | None
+) -> Response:
+    """The answer to ``GET /v1/deployments/logs`` (``app`` parses the query and finds the
+    project and environment)."""
     from sse_starlette import EventSourceResponse, ServerSentEvent
+    from starlette.responses import Response
 
-    # The app registers this endpoint: its helpers are imported when it is called.
-    from compartment_cli.server.app import _project_and_environment, json_response, parse_query
-    from compartment_cli.server.errors import Refusal
-
-    state: State = request.app.state.compartment
-    code = "invalid_deployment_logs_request"
-    query = parse_query(request, LogsQuery, code)
+    code = LOGS_REQUEST_ERROR
     since = None
     if query.since is not None:
         try:
@@ -172,11 +181,6 @@ async def deployment_logs(request: Request) -> Response:
             since = since.replace(tzinfo=UTC)
     store = state.store
     picked = query.deployment_id is not None or query.deployment_run_id is not None
-    project, environment = _project_and_environment(
-        state,
-        query.project_name,
-        query.environment_name if picked else query.environment_name or "production",
-    )
     deployments: list[Deployment]
     if query.deployment_id is not None:
         found = store.deployment(query.deployment_id)
@@ -231,13 +235,16 @@ async def deployment_logs(request: Request) -> Response:
     backlog.sort(key=lambda line: line.timestamp)
     backlog = backlog[-tail:]
     if not query.follow:
-        return json_response(
-            LogsResponse(
-                deployments=state.summaries.read(deployments),
-                environment=NameRef(name=environment.name),
-                lines=backlog,
-                project=NameRef(name=project.name),
-            )
+        return Response(
+            content=msgspec.json.encode(
+                LogsResponse(
+                    deployments=state.summaries.read(deployments),
+                    environment=NameRef(name=environment.name),
+                    lines=backlog,
+                    project=NameRef(name=project.name),
+                )
+            ),
+            media_type="application/json",
         )
 
     def ended(deployment_id: str) -> bool:

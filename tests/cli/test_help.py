@@ -9,10 +9,11 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from compartment_cli.cli import main
+from compartment_cli.cli import logs, main  # logs registers its commands on the app
 from compartment_cli.cli.app import app
 
 runner = CliRunner()
+assert logs.logs is not None
 
 
 def help_of(*command: str) -> str:
