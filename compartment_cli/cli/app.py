@@ -424,6 +424,15 @@ def server(
             help="Serve no event stream (/v1/events answers 404), like the hosted platform.",
         ),
     ] = False,
+    keep: Annotated[
+        int,
+        typer.Option(
+            "--keep",
+            min=1,
+            help="Keep the artifacts and logs of the newest N deployments of each service in"
+            " each environment (and whatever is active or still in use); remove the rest.",
+        ),
+    ] = 10,
     ping_interval: Annotated[float, typer.Option("--ping-interval", hidden=True)] = 15.0,
     drain_timeout: Annotated[float, typer.Option("--drain-timeout", hidden=True)] = 10.0,
     event_retention: Annotated[
@@ -447,6 +456,7 @@ def server(
         drain_timeout=drain_timeout,
         event_retention=event_retention,
         max_upload_bytes=max_upload_bytes,
+        keep=keep,
     )
     raise typer.Exit(serve(options))
 
