@@ -25,6 +25,8 @@ import typer
 from compartment_cli import __version__
 from compartment_cli.cli import lifecycle as lc
 from compartment_cli.cli.coercion import DirectCommand, DirectGroup
+from compartment_cli.cli.extras import prepare_completion
+from compartment_cli.cli.extras import register as register_extras
 from compartment_cli.errors import EXIT_CODE_HELP, ExitCode, UsageError
 
 if TYPE_CHECKING:
@@ -477,8 +479,12 @@ def wants_json(args: Sequence[str]) -> bool:
     return False
 
 
+register_extras(app)
+
+
 def run(args: Sequence[str]) -> int:
     """Parse ``args`` with typer, run the command, return the exit code."""
+    prepare_completion()
     command = typer.main.get_command(app)
     try:
         result = command.main(args=list(args), prog_name="compartment", standalone_mode=False)
