@@ -10,6 +10,7 @@ can check at the end of the suite that nothing outlived it.
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import signal
@@ -161,6 +162,10 @@ class ControlPlane:
         with self.client() as client:
             return client.post("/v1/deployments/promote", json=body)
 
+    def post_rollback(self, **body: Any) -> httpx.Response:
+        with self.client() as client:
+            return client.post("/v1/deployments/rollback", json=body)
+
     def deploy(
         self, project_dir: Path, environment: str, service: str | None = None
     ) -> httpx.Response:
@@ -217,10 +222,11 @@ def write_project(
     """A project of test services (tests/fixtures/service.py), one directory each.
 
     ``services`` maps a name to its settings: ``ready_after`` (s), ``health_status``,
-    ``exit_code``, ``readiness`` (False: no block; a dict: the block), ``kind``,
+    ``exit_code``, ``fail_after`` (s: /healthz answers 503 from then on), ``broken_if`` (a
+    path: the service exits at start while it exists), ``readiness``
+    (False: no block; a dict: the block), ``kind``,
     ``version``. Default: services ``web`` and ``api``, ready at once.
     """
-    import json
 
     target.mkdir(parents=True, exist_ok=True)
     specs = services or {"web": {}, "api": {}}
@@ -234,6 +240,8 @@ def write_project(
             ("ready_after", "READY_AFTER"),
             ("health_status", "HEALTH_STATUS"),
             ("exit_code", "EXIT_CODE"),
+            ("fail_after", "FAIL_AFTER"),
+            ("broken_if", "BROKEN_IF"),
         ):
             (directory / filename).unlink(missing_ok=True)
             if key in spec:
@@ -407,3 +415,39 @@ def zombie_children(pid: int) -> list[int]:
         if fields[0] == "Z" and int(fields[1]) == pid:
             zombies.append(int(entry.name))
     return zombies
+
+
+# --- the JSON the CLI prints, checked against its published schemas -------------------------
+
+
+def _validators() -> dict[str, Any]:
+    import jsonschema
+
+    from compartment_cli.cli.schemas import KINDS, shipped
+
+    found = REGISTRY.setdefault("validators", {})
+    if not found:
+        for kind in KINDS:
+            schema = json.loads(shipped(kind))
+            jsonschema.Draft202012Validator.check_schema(schema)
+            found[kind] = jsonschema.Draft202012Validator(schema)
+    return found  # type: ignore[no-any-return]
+
+
+def kind_of(document: Any) -> str:
+    """Which schema a document of ``--output json`` answers to."""
+    if isinstance(document, dict) and "error" in document:
+        return "error"
+    if isinstance(document, dict) and document.get("kind") == "compartment.promotion-plan":
+        return "plan"
+    if isinstance(document, dict) and "deploymentRunId" in document:
+        return "result"
+    return "list"
+
+
+def cli_json(stdout: str | bytes) -> Any:
+    """The one JSON document a ``compartment ... --output json`` printed, validated against
+    the schema ``compartment schema <kind>`` publishes (result, error, list or plan)."""
+    document = json.loads(stdout)
+    _validators()[kind_of(document)].validate(document)
+    return document

@@ -26,7 +26,6 @@ Two forms:
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import time
@@ -39,6 +38,7 @@ from tests.support import (
     COMPARTMENT,
     EXAMPLE,
     ControlPlane,
+    cli_json,
     deployment_processes,
     http_get,
     listening_sockets,
@@ -114,7 +114,7 @@ def promote_by_cli(plane: ControlPlane, directory: Path, source: str, target: st
     )
     assert done.returncode == 0, done.stderr
     assert plane.token not in done.stdout + done.stderr
-    result = json.loads(done.stdout)
+    result = cli_json(done.stdout)
     assert result["status"] == "succeeded", result
     assert result["environment"] == {"name": target}
     return str(result["deploymentRunId"])

@@ -24,10 +24,7 @@ CREATE TABLE IF NOT EXISTS artifacts (
     digest TEXT PRIMARY KEY,
     created_at TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS cleaned_artifacts (
-    digest TEXT PRIMARY KEY,
-    cleaned_at TEXT NOT NULL
-);
+CREATE TABLE IF NOT EXISTS cleaned_artifacts (digest TEXT PRIMARY KEY, cleaned_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
     type TEXT NOT NULL,
