@@ -9,13 +9,17 @@ and exact on encode, so that our control plane serves the platform's shapes.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
-ProjectName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9-]{0,62}$")]
-ServiceName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
-EnvironmentName = Annotated[str, msgspec.Meta(min_length=1, max_length=63)]
+# Re-exported: the request and response shapes of this module are built on them.
+from compartment_cli.models.base import EnvironmentName as EnvironmentName
+from compartment_cli.models.base import ProjectName as ProjectName
+from compartment_cli.models.base import Request as Request
+from compartment_cli.models.base import ServiceName as ServiceName
+from compartment_cli.models.base import Wire as Wire
+from compartment_cli.models.descriptor import BuildStrategy, ReadinessType
 
 DeploymentStatus = Literal["queued", "running", "succeeded", "failed", "stopped"]
 Health = Literal["pending", "healthy", "unhealthy"]
@@ -38,15 +42,9 @@ PromotionStage = Literal[
 ]
 RunStatus = Literal["queued", "running", "succeeded", "failed"]
 
-
-class Wire(msgspec.Struct, rename="camel", kw_only=True):
-    """Base of every response shape: camelCase on the wire, unknown keys ignored."""
-
-
-class Request(
-    msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fields=True, omit_defaults=True
-):
-    """Base of every request shape: camelCase on the wire, unknown keys refused."""
+MAX_LIST_LIMIT: Final = 100
+ListLimit = Annotated[int, msgspec.Meta(ge=1, le=MAX_LIST_LIMIT)]
+"""``limit`` of ``GET /v1/deployments``."""
 
 
 # --- errors ---------------------------------------------------------------
@@ -96,7 +94,7 @@ class ReadSummary(Wire):
 
 class ResolvedBuildConfig(Wire):
     command: str | None = None
-    strategy: Literal["auto", "dockerfile", "railpack"] = "auto"
+    strategy: BuildStrategy = "auto"
 
 
 class ResolvedRunConfig(Wire):
@@ -104,7 +102,7 @@ class ResolvedRunConfig(Wire):
 
 
 class ResolvedReadinessConfig(Wire):
-    type: Literal["http"] = "http"
+    type: ReadinessType = "http"
     path: str = "/healthz"
     timeout_ms: int = 30000
 

@@ -3,20 +3,33 @@
 ``compartment_cli.project`` reads compartment.yml, reports every problem with
 its line, and builds these. The control plane decodes them strictly from the
 deploy manifest, so both sides share one definition of a valid service.
+
+These Structs are the schema of compartment.yml: the validator takes its keys
+(``wire_keys``), enums (``SERVICE_KINDS``, ...) and limits from here, and a test
+compares them with the platform's descriptor schema.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Final, Literal, get_args
 
 import msgspec
 
-from compartment_cli.models.api import EnvironmentName, ProjectName, Request, ServiceName
+from compartment_cli.models.base import EnvironmentName, ProjectName, Request, ServiceName
 
 ServiceKind = Literal["web", "api", "static", "worker", "job", "cron"]
-ROUTED_KINDS: frozenset[str] = frozenset({"web", "api"})
-MAX_READINESS_TIMEOUT_MS = 300_000
-DEFAULT_READINESS_TIMEOUT_MS = 30_000
+BuildStrategy = Literal["auto", "dockerfile", "railpack"]
+ReadinessType = Literal["http"]
+SERVICE_KINDS: Final[tuple[str, ...]] = get_args(ServiceKind)
+BUILD_STRATEGIES: Final[tuple[str, ...]] = get_args(BuildStrategy)
+READINESS_TYPES: Final[tuple[str, ...]] = get_args(ReadinessType)
+ROUTED_KINDS: Final[frozenset[str]] = frozenset({"web", "api"})
+MAX_READINESS_TIMEOUT_MS: Final = 300_000
+DEFAULT_READINESS_TIMEOUT_MS: Final = 30_000
+
+# The deploy archive (written by workflows/pack.py, read by server/artifacts.py).
+MANIFEST_NAME: Final = "manifest.json"
+SERVICES_DIR: Final = "services"
 
 
 class BuildConfig(Request):
@@ -25,7 +38,7 @@ class BuildConfig(Request):
     include: list[str] = msgspec.field(default_factory=list)
     output_directory: str | None = None
     packages: list[str] = msgspec.field(default_factory=list)
-    strategy: Literal["auto", "dockerfile", "railpack"] = "auto"
+    strategy: BuildStrategy = "auto"
 
 
 class RunConfig(Request):
@@ -33,7 +46,7 @@ class RunConfig(Request):
 
 
 class ReadinessConfig(Request):
-    type: Literal["http"] = "http"
+    type: ReadinessType = "http"
     path: Annotated[str, msgspec.Meta(pattern=r"^/")] = "/healthz"
     timeout_ms: Annotated[int, msgspec.Meta(gt=0, le=MAX_READINESS_TIMEOUT_MS)] = (
         DEFAULT_READINESS_TIMEOUT_MS
@@ -47,7 +60,7 @@ class ServiceConfig(Request):
     build: BuildConfig | None = None
     run: RunConfig | None = None
     readiness: ReadinessConfig | None = None
-    connections: list[object] | dict[str, object] | None = None
+    connections: list[Any] | dict[str, Any] | None = None
 
 
 class Descriptor(msgspec.Struct, kw_only=True):
@@ -55,7 +68,7 @@ class Descriptor(msgspec.Struct, kw_only=True):
 
     name: ProjectName
     services: dict[str, ServiceConfig]
-    resources: dict[str, object] = msgspec.field(default_factory=dict)
+    resources: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 class DeployManifest(Request):

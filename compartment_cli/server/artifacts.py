@@ -50,31 +50,25 @@ marker lies beside the tree, not in it, so no uploaded file can pose as it.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import gzip
 import hashlib
 import os
 import shutil
-import signal
 import stat
-import subprocess
 import tarfile
 import time
 import uuid
 import zlib
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Final, Protocol
 
 import anyio
-import anyio.abc
 import msgspec
 
-from compartment_cli.models.descriptor import DeployManifest
+from compartment_cli.models.descriptor import MANIFEST_NAME, SERVICES_DIR, DeployManifest
+from compartment_cli.server.spawn import ProcessSpec, Spawner, end_group
 
-MANIFEST_NAME: Final = "manifest.json"
-SERVICES_DIR: Final = "services"
 MAX_MEMBERS: Final = 100_000
 MAX_MANIFEST_BYTES: Final = 1024 * 1024
 BUILT_SUFFIX: Final = ".built"
@@ -466,43 +460,35 @@ def _list_tree(
 
 
 async def run_build(
-    artifact_dir: Path,
-    command: str,
+    spawner: Spawner,
+    spec: ProcessSpec,
     *,
-    log_path: Path,
     timeout: float,  # noqa: ASYNC109 - the build is killed, not just abandoned
-    env: Mapping[str, str] | None = None,
 ) -> tuple[bool, str]:
-    """Run ``command`` with ``/bin/sh -c`` in ``artifact_dir``: (ok, message).
+    """Run the build ``spec.command`` in the artifact directory ``spec.cwd``: (ok, message).
 
-    Output (stdout and stderr) is appended to ``log_path``, between a line
-    with the command and a line with the outcome. The command runs in its own
-    process group: on timeout or cancellation the whole group gets SIGTERM,
-    then SIGKILL after a grace period, and anything the command left running
-    in its group is killed when it ends. ``env`` is added to the server's
-    environment.
+    Started by ``spawner`` like every child of the control plane (a cleaned
+    environment plus ``spec.extra_env``, its own process group, the leftover
+    marker, the parent-death signal). Output (stdout and stderr) is appended
+    to ``spec.log_path``, between a line with the command and a line with the
+    outcome. On timeout or cancellation the whole group gets SIGTERM, then
+    SIGKILL after a grace period, and anything the command left running in
+    its group is stopped when it ends.
 
-    The marker ``ArtifactStore.is_built`` reads (``built_marker(artifact_dir)``)
+    The marker ``ArtifactStore.is_built`` reads (``built_marker(spec.cwd)``)
     is removed before the command starts and written only when it succeeds, so
     a failed, timed-out or interrupted build leaves the artifact unbuilt.
     """
-    marker = built_marker(artifact_dir)
+    marker = built_marker(spec.cwd)
     marker.unlink(missing_ok=True)
+    log_path = spec.log_path
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with log_path.open("ab") as log:
-        log.write(f"$ {command}\n".encode())
+        log.write(f"$ {spec.command}\n".encode())
         log.flush()
         try:
-            process = await anyio.open_process(
-                ["/bin/sh", "-c", command],
-                cwd=artifact_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, **env} if env else None,
-                start_new_session=True,
-            )
+            process = await spawner.start(spec)
         except OSError as exc:
             message = f"build command could not start: {exc}"
             log.write(f"==> {message}\n".encode())
@@ -514,7 +500,7 @@ async def run_build(
             timed_out = scope.cancelled_caught
         finally:
             with anyio.CancelScope(shield=True):
-                await _end_process_group(process)
+                await end_group(process, BUILD_STOP_GRACE_SECONDS)
         elapsed = time.monotonic() - started
         code = process.returncode
         if timed_out:
@@ -529,22 +515,3 @@ async def run_build(
     if ok:
         _write_marker(marker)
     return ok, message
-
-
-async def _end_process_group(process: anyio.abc.Process) -> None:
-    """Stop the build's shell if it still runs, then whatever it left in its group."""
-    group = process.pid  # start_new_session: the shell leads its own group
-    if process.returncode is None:
-        _signal_group(group, signal.SIGTERM)
-        with anyio.move_on_after(BUILD_STOP_GRACE_SECONDS):
-            await process.wait()
-        if process.returncode is None:
-            _signal_group(group, signal.SIGKILL)
-            await process.wait()
-    _signal_group(group, signal.SIGKILL)
-    await process.aclose()
-
-
-def _signal_group(group: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(group, signum)

@@ -15,11 +15,13 @@ from compartment_cli import __version__
 from compartment_cli.models.api import (
     DeployResponse,
     ErrorResponse,
+    ListLimit,
     ListResponse,
     PromoteRequest,
     RunResponse,
     StatusResponse,
 )
+from compartment_cli.models.base import EnvironmentName, ProjectName, ServiceName
 
 _REF = "#/components/schemas/{name}"
 
@@ -43,9 +45,10 @@ def _query(name: str, schema: dict[str, Any], *, required: bool = False) -> dict
     return {"name": name, "in": "query", "required": required, "schema": schema}
 
 
-_PROJECT = {"type": "string", "pattern": "^[a-z][a-z0-9-]{0,62}$"}
-_ENVIRONMENT = {"type": "string", "minLength": 1, "maxLength": 63}
-_SERVICE = {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$"}
+# The query parameters share the request bodies' name types.
+_PROJECT = msgspec.json.schema(ProjectName)
+_ENVIRONMENT = msgspec.json.schema(EnvironmentName)
+_SERVICE = msgspec.json.schema(ServiceName)
 
 
 @functools.cache
@@ -96,7 +99,7 @@ def openapi_document() -> bytes:
                     _query("projectName", _PROJECT, required=True),
                     _query("environmentName", _ENVIRONMENT),
                     _query("serviceName", _SERVICE),
-                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 100}),
+                    _query("limit", msgspec.json.schema(ListLimit)),
                 ],
                 "responses": {
                     "200": {"description": "The list", "content": _json(ListResponse)},

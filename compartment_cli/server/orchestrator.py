@@ -23,7 +23,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -47,7 +47,6 @@ from compartment_cli.server.artifacts import ArtifactStore, run_build
 from compartment_cli.server.bus import SUBSCRIBER_BUFFER, EventBus
 from compartment_cli.server.routes import RouteTable
 from compartment_cli.server.runtime import (
-    ProcessSpec,
     ReadinessResult,
     RunningProcess,
     Supervisor,
@@ -55,7 +54,9 @@ from compartment_cli.server.runtime import (
     check_started,
     free_port,
 )
+from compartment_cli.server.spawn import ProcessSpec
 from compartment_cli.server.store import Deployment, Environment, Project, Run, Store, new_id, now
+from compartment_cli.server.summaries import Summaries
 
 log = logging.getLogger("compartment.server")
 
@@ -148,6 +149,7 @@ class Orchestrator:
         bench_flood: int = 0,
     ) -> None:
         self._store = store
+        self._summaries = Summaries(store, route_host)
         self._bus = bus
         self._supervisor = supervisor
         self._routes = routes
@@ -352,7 +354,10 @@ class Orchestrator:
             service_config.kind in ROUTED_KINDS
             and self._store.route_port(environment.id, service) is None
         ):
-            self._store.save_route(environment.id, service, free_port(self._route_host))
+            # A route recorded in this same admission is not listening yet: its port
+            # must not be handed out twice (the routes table keeps ports unique).
+            port = free_port(self._route_host, taken=self._store.route_ports())
+            self._store.save_route(environment.id, service, port)
         return _Candidate(deployment, service_config)
 
     def _admit(
@@ -385,10 +390,7 @@ class Orchestrator:
         assert run is not None
         return DeployResponse(
             deployment_run_id=run.id,
-            deployments=[
-                self._store.deployment_summary(d, route_host=self._route_host)
-                for d in self._store.run_deployments(run.id)
-            ],
+            deployments=self._summaries.deployments(self._store.run_deployments(run.id)),
             environment=self._store.environment_by_id(run.environment_id).summary(),
             project=self._store.project_by_id(run.project_id).summary(),
         )
@@ -422,9 +424,7 @@ class Orchestrator:
         )
 
     def _summary(self, deployment_id: str) -> ReadSummary:
-        deployment = self._store.deployment(deployment_id)
-        assert deployment is not None
-        return self._store.read_summary(deployment, route_host=self._route_host)
+        return self._summaries.read_one(deployment_id)
 
     def _update(self, context: _RunContext, deployment_id: str, **changes: object) -> None:
         self._store.update_deployment(deployment_id, **changes)  # type: ignore[arg-type]
@@ -503,12 +503,14 @@ class Orchestrator:
                 if self._artifacts.is_built(digest):
                     ok, message = True, "built meanwhile by another run"
                 else:
+                    spec = self._spec(
+                        candidate.deployment, context.project, context.environment, command, None
+                    )
+                    build_env = candidate.config.build.env if candidate.config.build else {}
                     ok, message = await run_build(
-                        self._artifacts.path(digest),
-                        command,
-                        log_path=self._log_path(candidate.deployment),
+                        self._supervisor.spawner,
+                        replace(spec, extra_env=build_env),
                         timeout=BUILD_TIMEOUT_S,
-                        env=candidate.config.build.env if candidate.config.build else None,
                     )
             self._step(
                 context, candidate, "building_image", "succeeded" if ok else "failed", message
@@ -554,7 +556,7 @@ class Orchestrator:
         project: Project,
         environment: Environment,
         command: str,
-        port: int,
+        port: int | None,
     ) -> ProcessSpec:
         return ProcessSpec(
             deployment_id=deployment.id,
@@ -785,9 +787,7 @@ class Orchestrator:
             RunCompletedEvent(
                 deployment_run_id=context.run.id,
                 status=status,
-                deployments=self._store.read_summaries(
-                    self._store.run_deployments(context.run.id), route_host=self._route_host
-                ),
+                deployments=self._summaries.read(self._store.run_deployments(context.run.id)),
                 at=now(),
             ),
         )

@@ -1,15 +1,9 @@
-"""Deployments as local child processes: start, stop, find leftovers, check readiness.
+"""Deployments as local child processes: start, stop, check readiness.
 
-Every deployment runs ``/bin/sh -c <run.command>`` in its own session, so the
-whole process group (the shell and whatever it started) can be signalled at
-once. Each child carries ``COMPARTMENT_CONTROL_PLANE=<data dir>`` in its
-environment: a later life of the server finds what an earlier one left behind
-by that mark (``Supervisor.reap_leftovers``). On Linux the direct child also
-dies with the server (``PR_SET_PDEATHSIG``); its own children do not, which is
-why the mark exists. The death signal is set by util-linux's ``setpriv`` where
-it is installed (Debian: always), else by a ``preexec_fn``: a ``preexec_fn``
-makes Python fork the whole server instead of using vfork, which blocks the
-event loop for 4-13 ms per start against 0.3 ms.
+Every deployment runs ``/bin/sh -c <run.command>``, started by ``spawn`` with
+the one policy every child of the control plane gets (a cleaned environment,
+its own process group, the leftover marker, the parent-death signal). The
+``Supervisor`` keeps the running ones by deployment id.
 
 Nothing here prints: readiness progress goes through a ``report`` callback and
 results are ``ReadinessResult`` values whose ``message`` is meant for people.
@@ -19,114 +13,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import os
 import random
-import shutil
 import signal
 import socket
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-MARKER_ENV = "COMPARTMENT_CONTROL_PLANE"
+import anyio
 
-_PR_SET_PDEATHSIG = 1
+from compartment_cli.server.spawn import ProcessSpec, Spawner, end_group
+
 _ATTEMPT_TIMEOUT = 2.0  # seconds for one readiness request
 _REPORT_EVERY = 2.0  # seconds between two progress reports that say the same
 _LOG_TAIL_LINES = 5
-_REAP_GRACE = 1.0  # seconds leftovers get between SIGTERM and SIGKILL
-
-
-def _load_prctl() -> Callable[[int, int], int] | None:
-    """Resolve prctl once, in the parent: the child after fork only calls it."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return None
-    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong]
-    prctl.restype = ctypes.c_int
-
-    def call(option: int, arg: int) -> int:
-        return int(prctl(option, arg))
-
-    return call
-
-
-_prctl = _load_prctl()
-
-
-def _find_setpriv() -> str | None:
-    """util-linux's setpriv, when it can set the parent-death signal (2.33 and later)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    path = shutil.which("setpriv")
-    if path is None:
-        return None
-    try:
-        usage = subprocess.run(
-            [path, "--help"], capture_output=True, text=True, timeout=5, check=False
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return path if "--pdeathsig" in usage else None
-
-
-def _child_setup(parent_pid: int) -> Callable[[], None]:
-    """The function run in the child between fork and exec (after setsid)."""
-
-    def setup() -> None:
-        if _prctl is not None:
-            _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-            # The parent may have died between fork and prctl: then nobody
-            # would send the signal.
-            if os.getppid() != parent_pid:
-                os._exit(1)
-
-    return setup
-
-
-def _is_secret(name: str) -> bool:
-    upper = name.upper()
-    return upper.startswith("COMPARTMENT_") and ("TOKEN" in upper or "SECRET" in upper)
-
-
-@dataclass(frozen=True)
-class ProcessSpec:
-    deployment_id: str
-    project: str
-    environment: str
-    service: str
-    command: str  # run.command, run through /bin/sh -c
-    cwd: Path  # the artifact directory
-    log_path: Path  # stdout+stderr appended here (parents are created)
-    port: int | None  # exported as PORT when set
-
-
-def child_environment(
-    spec: ProcessSpec, marker: str, base: dict[str, str] | None = None
-) -> dict[str, str]:
-    """The environment a deployment starts with: the server's, minus its secrets."""
-    env = {k: v for k, v in (os.environ if base is None else base).items() if not _is_secret(k)}
-    env.pop("PORT", None)
-    if spec.port is not None:
-        env["PORT"] = str(spec.port)
-    env["COMPARTMENT_PROJECT"] = spec.project
-    env["COMPARTMENT_ENVIRONMENT"] = spec.environment
-    env["COMPARTMENT_SERVICE"] = spec.service
-    env["COMPARTMENT_DEPLOYMENT_ID"] = spec.deployment_id
-    env[MARKER_ENV] = marker
-    # Python deployments otherwise buffer their output and the log (and the
-    # tail shown when they fail) stays empty.
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    return env
 
 
 class RunningProcess:
@@ -138,14 +41,14 @@ class RunningProcess:
         self.pid: int = process.pid
         self.port = spec.port
         self.log_path = spec.log_path
-        self._process = process
+        self.process = process
 
     def returncode(self) -> int | None:
         """The shell's exit status (negative: killed by that signal), None while running."""
-        return self._process.returncode
+        return self.process.returncode
 
     async def wait(self) -> int:
-        return await self._process.wait()
+        return await self.process.wait()
 
     def log_tail(self, lines: int = _LOG_TAIL_LINES) -> list[str]:
         """The last few non-empty lines of the log, for failure messages."""
@@ -168,57 +71,6 @@ class RunningProcess:
         )
 
 
-# --- process groups ----------------------------------------------------------
-
-
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state, pgid) of a process from /proc, None when it is gone."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return None
-    # The command name may contain spaces and parentheses: split after the last ")".
-    fields = raw[raw.rfind(b")") + 2 :].split()
-    try:
-        return fields[0].decode(), int(fields[2])
-    except (IndexError, ValueError):
-        return None
-
-
-def _proc_pids() -> list[int]:
-    try:
-        return [int(name) for name in os.listdir("/proc") if name.isdigit()]
-    except OSError:
-        return []
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether any process of the group is still running (zombies do not count)."""
-    if not Path("/proc/self/stat").exists():
-        try:
-            os.killpg(pgid, 0)
-        except (ProcessLookupError, PermissionError):
-            return False
-        return True
-    for pid in _proc_pids():
-        stat = _proc_stat(pid)
-        if stat is not None and stat[1] == pgid and stat[0] not in ("Z", "X"):
-            return True
-    return False
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def _read_environ(pid: int) -> bytes | None:
-    try:
-        return Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return None
-
-
 # --- the supervisor ----------------------------------------------------------
 
 
@@ -227,77 +79,13 @@ class Supervisor:
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir.resolve()
-        self.marker = str(self.data_dir)
+        self.spawner = Spawner(str(self.data_dir))
         self._processes: dict[str, RunningProcess] = {}
-        self._stopping: dict[str, asyncio.Task[None]] = {}
-        self._setpriv = _find_setpriv()
+        self._stopping: dict[str, anyio.Event] = {}
 
     def reap_leftovers(self) -> list[int]:
-        """Stop processes an earlier life of this control plane left running.
-
-        Finds them by ``MARKER_ENV=<this data dir>`` in ``/proc/*/environ`` (an
-        exact match: another data directory's processes are spared), sends
-        their groups SIGTERM, then SIGKILL to what is still alive after a
-        short wait. Never signals the caller or its own process group.
-        Returns the pids found.
-        """
-        needle = f"{MARKER_ENV}={self.marker}".encode()
-        me = os.getpid()
-        my_group = os.getpgrp()
-        found: list[int] = []
-        for pid in _proc_pids():
-            if pid == me:
-                continue
-            environ = _read_environ(pid)
-            if environ is None or needle not in environ.split(b"\0"):
-                continue
-            stat = _proc_stat(pid)
-            if stat is None or stat[0] in ("Z", "X"):
-                continue
-            found.append(pid)
-        if not found:
-            return []
-        groups: set[int] = set()
-        singles: list[int] = []  # in our own group: signal them one by one
-        for pid in found:
-            try:
-                pgid = os.getpgid(pid)
-            except ProcessLookupError:
-                continue
-            if pgid == my_group:
-                singles.append(pid)
-            else:
-                groups.add(pgid)
-        self._signal_leftovers(groups, singles, signal.SIGTERM)
-        deadline = time.monotonic() + _REAP_GRACE
-        while time.monotonic() < deadline and self._leftovers_alive(groups, singles):
-            time.sleep(0.05)
-        if self._leftovers_alive(groups, singles):
-            self._signal_leftovers(groups, singles, signal.SIGKILL)
-            deadline = time.monotonic() + _REAP_GRACE
-            while time.monotonic() < deadline and self._leftovers_alive(groups, singles):
-                time.sleep(0.05)
-        return sorted(found)
-
-    @staticmethod
-    def _signal_leftovers(
-        groups: Iterable[int], singles: Iterable[int], sig: signal.Signals
-    ) -> None:
-        for pgid in groups:
-            _signal_group(pgid, sig)
-        for pid in singles:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, sig)
-
-    @staticmethod
-    def _leftovers_alive(groups: Iterable[int], singles: Iterable[int]) -> bool:
-        if any(_group_alive(pgid) for pgid in groups):
-            return True
-        for pid in singles:
-            stat = _proc_stat(pid)
-            if stat is not None and stat[0] not in ("Z", "X"):
-                return True
-        return False
+        """Stop what an earlier life of this control plane left running (see ``Spawner``)."""
+        return self.spawner.reap_leftovers()
 
     async def start(self, spec: ProcessSpec) -> RunningProcess:
         """Start a deployment. ValueError if that deployment is already running."""
@@ -306,26 +94,7 @@ class Supervisor:
             if current.returncode() is None:
                 raise ValueError(f"deployment {spec.deployment_id} is already running")
             await self.stop(spec.deployment_id)
-        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = child_environment(spec, self.marker)
-        with spec.log_path.open("ab") as log:
-            shell = ["/bin/sh", "-c", spec.command]
-            if self._setpriv is not None:
-                argv = [self._setpriv, "--pdeathsig", "KILL", "--", *shell]
-                setup = None
-            else:
-                argv, setup = shell, _child_setup(os.getpid())
-            process = await asyncio.create_subprocess_exec(
-                *argv,
-                cwd=spec.cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=setup,
-            )
-        running = RunningProcess(spec, process)
+        running = RunningProcess(spec, await self.spawner.start(spec))
         self._processes[spec.deployment_id] = running
         return running
 
@@ -336,49 +105,30 @@ class Supervisor:
         """SIGTERM to the deployment's group, SIGKILL after ``grace`` seconds.
 
         Returns once nothing of the group runs any more and the shell is
-        reaped. Idempotent; concurrent calls share one stop, and a cancelled
-        caller does not interrupt it.
+        reaped. Idempotent; concurrent calls share one stop (the first does
+        the work, shielded, so a cancelled caller does not interrupt it).
         """
         running = self._processes.get(deployment_id)
         if running is None:
             return
-        stopping = self._stopping.get(deployment_id)
-        if stopping is None:
-            stopping = asyncio.ensure_future(self._terminate(running, grace))
-            self._stopping[deployment_id] = stopping
+        stopped = self._stopping.get(deployment_id)
+        if stopped is not None:
+            await stopped.wait()
+            return
+        stopped = self._stopping[deployment_id] = anyio.Event()
         try:
-            await asyncio.shield(stopping)
+            with anyio.CancelScope(shield=True):
+                await end_group(running.process, grace)
         finally:
-            if stopping.done() and self._stopping.get(deployment_id) is stopping:
-                del self._stopping[deployment_id]
+            del self._stopping[deployment_id]
+            if self._processes.get(deployment_id) is running:
                 del self._processes[deployment_id]
+            stopped.set()
 
     async def stop_all(self, *, grace: float = 5.0) -> None:
-        ids = list(self._processes)
-        await asyncio.gather(*(self.stop(i, grace=grace) for i in ids))
-
-    @staticmethod
-    async def _terminate(running: RunningProcess, grace: float) -> None:
-        pgid = running.pid
-        if running.returncode() is None or _group_alive(pgid):
-            _signal_group(pgid, signal.SIGTERM)
-            if not await _wait_group(running, grace):
-                _signal_group(pgid, signal.SIGKILL)
-                await _wait_group(running, 5.0)
-        await running.wait()
-
-
-async def _wait_group(running: RunningProcess, seconds: float) -> bool:
-    """Wait until the shell is reaped and no process of its group runs."""
-    deadline = time.monotonic() + seconds
-    delay = 0.01
-    while running.returncode() is None or _group_alive(running.pid):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        await asyncio.sleep(min(delay, remaining))
-        delay = min(delay * 2, 0.1)
-    return True
+        async with anyio.create_task_group() as group:
+            for deployment_id in list(self._processes):
+                group.start_soon(partial(self.stop, deployment_id, grace=grace))
 
 
 _FIRST_PORT = 10_000  # below: well-known services (5432, 8080, our own 8787, ...)
@@ -392,8 +142,9 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32768, 60999
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nobody listens on right now, outside the kernel's ephemeral range.
+def free_port(host: str = "127.0.0.1", *, taken: Collection[int] = ()) -> int:
+    """A port nobody listens on right now, outside the kernel's ephemeral range,
+    and not in ``taken`` (ports promised to something that is not listening yet).
 
     The port is used a moment later, by a deployment or a route. A port the
     kernel hands out for ``bind(0)`` comes from the ephemeral range, the same
@@ -409,6 +160,8 @@ def free_port(host: str = "127.0.0.1") -> int:
             break
         first, last = random.choice(ranges)
         port = random.randint(first, last)
+        if port in taken:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind((host, port))
@@ -526,11 +279,13 @@ async def check_readiness(
     last_reported: str | None = None
     last_report_at = 0.0
     described = f"GET {path}: no answer"
+    attempts = 0
     while True:
         if proc.returncode() is not None:
             return ReadinessResult(False, _exit_message(proc, "before it was ready"))
         remaining = deadline - time.monotonic()
         outcome = await _probe(proc.port, path, max(0.05, min(_ATTEMPT_TIMEOUT, remaining)))
+        attempts += 1
         if isinstance(outcome, int) and 200 <= outcome < 300:
             elapsed = time.monotonic() - started
             return ReadinessResult(True, f"{_describe(path, outcome)} after {_seconds(elapsed)}")
@@ -539,7 +294,7 @@ async def check_readiness(
         if now >= deadline:
             break
         if described != last_reported or now - last_report_at >= _REPORT_EVERY:
-            report(f"{described}, retrying")
+            report(f"{described} (attempt {attempts}), retrying")
             last_reported, last_report_at = described, now
         if await _exited_within(proc, min(interval, deadline - now)):
             return ReadinessResult(False, _exit_message(proc, "before it was ready"))

@@ -20,10 +20,14 @@ from typing import BinaryIO
 import msgspec
 
 from compartment_cli.errors import UsageError
-from compartment_cli.models.descriptor import DeployManifest, Descriptor, ServiceConfig
+from compartment_cli.models.descriptor import (
+    MANIFEST_NAME,
+    SERVICES_DIR,
+    DeployManifest,
+    Descriptor,
+    ServiceConfig,
+)
 
-MANIFEST_NAME = "manifest.json"
-SERVICES_DIR = "services"
 SKIPPED_NAMES = frozenset({".git", "__pycache__", ".venv", "node_modules"})
 SKIPPED_SUFFIXES = (".pyc",)
 # Any fixed level keeps the output deterministic; 6 is zlib's own trade-off.

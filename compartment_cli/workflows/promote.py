@@ -5,17 +5,17 @@ from __future__ import annotations
 import httpx
 import msgspec
 
-from compartment_cli.client.api import ApiClient
+from compartment_cli.client.api import ApiClient, open_client
 from compartment_cli.client.connection import Connection
 from compartment_cli.errors import UsageError
 from compartment_cli.models.api import PromoteRequest
+from compartment_cli.models.base import ENVIRONMENT_NAME_RULE, PROJECT_NAME_RULE, SERVICE_NAME_RULE
 from compartment_cli.models.result import RunResult
-from compartment_cli.workflows.watch import (
+from compartment_cli.workflows.follow import (
     Progress,
     RunTarget,
     WaitOptions,
     follow_run,
-    open_client,
     target_of,
 )
 
@@ -41,11 +41,10 @@ def promote_request(
 
 def _explain(detail: str) -> str:
     flags = {
-        "$.projectName": "--project (a slug: lowercase letters, digits and -, starting "
-        "with a letter, at most 63 characters)",
-        "$.sourceEnvironmentName": "--from (1 to 63 characters)",
-        "$.targetEnvironmentName": "--to (1 to 63 characters)",
-        "$.serviceName": "--service (lowercase letters, digits, _ and -, at most 63 characters)",
+        "$.projectName": f"--project (a slug: {PROJECT_NAME_RULE})",
+        "$.sourceEnvironmentName": f"--from ({ENVIRONMENT_NAME_RULE})",
+        "$.targetEnvironmentName": f"--to ({ENVIRONMENT_NAME_RULE})",
+        "$.serviceName": f"--service ({SERVICE_NAME_RULE})",
     }
     for path, flag in flags.items():
         if path in detail:

@@ -31,6 +31,7 @@ from compartment_cli.server.artifacts import (
     read_deploy_archive,
     run_build,
 )
+from compartment_cli.server.spawn import ProcessSpec, Spawner
 from compartment_cli.workflows.pack import pack_services
 
 MiB = 1024 * 1024
@@ -549,12 +550,29 @@ def alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+def run_build_in(
+    tmp_path: Path,
+    artifact_dir: Path,
+    command: str,
+    log: Path,
+    *,
+    timeout: float = 10.0,
+    env: dict[str, str] | None = None,
+) -> tuple[bool, str]:
+    """The server's build of ``command`` in ``artifact_dir``, with the server's spawner."""
+    spec = ProcessSpec(
+        "dep-1", "shop", "staging", "web", command, artifact_dir, log, None, env or {}
+    )
+    spawner = Spawner(str(tmp_path / "data"))
+    return anyio.run(lambda: run_build(spawner, spec, timeout=timeout))
+
+
 def build(tmp_path: Path, command: str, timeout: float = 10.0) -> tuple[bool, str, str]:
     work = tmp_path / "artifact"
     work.mkdir(exist_ok=True)
     log = tmp_path / "logs" / "build.log"
-    ok, message = anyio.run(
-        lambda: run_build(work, command, log_path=log, timeout=timeout, env={"GREETING": "hi"})
+    ok, message = run_build_in(
+        tmp_path, work, command, log, timeout=timeout, env={"GREETING": "hi"}
     )
     return ok, message, log.read_text()
 
@@ -587,7 +605,7 @@ def test_only_a_successful_build_marks_the_artifact_built(tmp_path: Path) -> Non
 
     def build_in_artifact(command: str, timeout: float = 5) -> bool:
         log = tmp_path / "log"
-        return anyio.run(lambda: run_build(artifact_dir, command, log_path=log, timeout=timeout))[0]
+        return run_build_in(tmp_path, artifact_dir, command, log, timeout=timeout)[0]
 
     assert not build_in_artifact("false")
     assert not store.is_built(digest)
@@ -626,8 +644,6 @@ def test_build_leaves_nothing_running_after_success(tmp_path: Path) -> None:
 
 
 def test_build_that_cannot_start(tmp_path: Path) -> None:
-    ok, message = anyio.run(
-        lambda: run_build(tmp_path / "missing", "true", log_path=tmp_path / "log", timeout=5)
-    )
+    ok, message = run_build_in(tmp_path, tmp_path / "missing", "true", tmp_path / "log", timeout=5)
     assert not ok
     assert message.startswith("build command could not start")

@@ -1,12 +1,5 @@
-"""Finding, loading and validating ``compartment.yml`` (CONTRACT.md section 2).
+"""Reading compartment.yml's node tree into plain data, every problem with its line.
 
-``load_project_file`` reports every problem of the file at once, each with its
-line and its key path as written (camelCase), and raises ``ProjectFileError``
-for anything wrong: unreadable, too large, not UTF-8, YAML syntax, duplicate
-keys, refused tags, schema violations. No other exception leaves this module
-for a bad file.
-
-How the YAML is read, and why not a loader
 ------------------------------------------
 ruamel.yaml's safe loader builds no arbitrary objects, but it still turns
 ``!!timestamp``, ``!!binary``, ``!!set`` and ``!!omap`` into datetimes, bytes
@@ -24,63 +17,24 @@ with its tag and start mark) and turns the tree into values itself:
   strings: they are just text here;
 - duplicate keys are all reported, each with the line of the first one;
 - aliases are followed with a budget and a cycle check, so an alias bomb or
-  a self-referencing anchor is a problem, not a hang.
+
+The compartment.yml schema itself is in ``schema.py``; this module knows YAML,
+not compartment.yml.
 """
 
 from __future__ import annotations
 
-import codecs
 import difflib
 import json
 import math
-import os
 import re
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Final
 
-import msgspec
-from ruamel.yaml import YAML
-from ruamel.yaml.composer import ComposerError, MaxDepthExceededError
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
-from ruamel.yaml.reader import ReaderError
 
-from compartment_cli.errors import UsageError
-from compartment_cli.models.descriptor import MAX_READINESS_TIMEOUT_MS, Descriptor
-
-PROJECT_FILE: Final = "compartment.yml"
-NOT_FOUND_MESSAGE: Final = (
-    "compartment.yml was not found in the current directory. "
-    "Pass --project <slug> or run inside a compartment repo."
-)
-MAX_FILE_BYTES: Final = 1024 * 1024
-MAX_DEPTH: Final = 64
 MAX_ALIAS_EXPANSION: Final = 100_000
-MAX_PROBLEM_LINES: Final = 100
-
-PROJECT_NAME_RE: Final = re.compile(r"[a-z][a-z0-9-]{0,62}")
-SERVICE_NAME_RE: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
-RESERVED_PROJECT_NAMES: Final = frozenset({"create"})
-SERVICE_KINDS: Final = ("web", "api", "static", "worker", "job", "cron")
-BUILD_STRATEGIES: Final = ("auto", "dockerfile", "railpack")
-
-_TOP_KEYS: Final = ("name", "services", "resources")
-_SERVICE_KEYS: Final = (
-    "path",
-    "kind",
-    "accessMode",
-    "build",
-    "run",
-    "release",
-    "readiness",
-    "connections",
-)
-_BUILD_KEYS: Final = ("command", "env", "include", "outputDirectory", "packages", "strategy")
-_RUN_KEYS: Final = ("command",)
-_READINESS_KEYS: Final = ("type", "path", "timeoutMs")
 
 _CORE: Final = "tag:yaml.org,2002:"
 _STR, _INT, _FLOAT = _CORE + "str", _CORE + "int", _CORE + "float"
@@ -112,139 +66,6 @@ class Problem:
         if self.key_path:
             return f"{where}: {self.key_path}: {self.message}"
         return f"{where}: {self.message}"
-
-
-class ProjectFileError(UsageError):
-    """compartment.yml cannot be used; the message has one line per problem."""
-
-    default_code = "invalid_project_file"
-
-    def __init__(self, path: Path, problems: Sequence[Problem]) -> None:
-        self.path = path
-        self.problems = sorted(problems, key=lambda p: 0 if p.line is None else p.line)
-        name = display_name(path)
-        lines = [p.render(name) for p in self.problems[:MAX_PROBLEM_LINES]]
-        if len(self.problems) > MAX_PROBLEM_LINES:
-            lines.append(f"{name}: ... and {len(self.problems) - MAX_PROBLEM_LINES} more problems")
-        super().__init__("\n".join(lines))
-
-
-def display_name(path: Path) -> str:
-    """``path`` relative to the current directory when it is inside it, else as given."""
-    try:
-        return str(path.absolute().relative_to(Path.cwd()))
-    except (ValueError, OSError):
-        return str(path)
-
-
-def find_project_file(start: Path) -> Path | None:
-    """The nearest ``compartment.yml`` in ``start`` or above it.
-
-    Stops at the git root (a directory holding ``.git``, file or directory),
-    after looking there, or at ``/`` outside git.
-    """
-    for directory in (start.absolute(), *start.absolute().parents):
-        candidate = directory / PROJECT_FILE
-        # os.path.lexists: a dangling link or a directory named compartment.yml
-        # is found and then reported by load_project_file, not silently skipped.
-        if os.path.lexists(candidate):
-            return candidate
-        if os.path.lexists(directory / ".git"):
-            return None
-    return None
-
-
-def load_project_file(path: Path) -> Descriptor:
-    """Read, parse and validate ``path``; raise ``ProjectFileError`` listing every problem."""
-    text = _read_text(path)
-    root = _compose(path, text)
-    if root is None or (isinstance(root, ScalarNode) and root.tag == _NULL and not root.value):
-        raise ProjectFileError(
-            path, [Problem(None, "", "the file is empty; it needs name and services")]
-        )
-    checker = _Checker()
-    try:
-        data = checker.document(root)
-    except _TooManyNodes as exc:
-        checker.problems.append(
-            Problem(
-                _line(exc.node),
-                "",
-                f"aliases expand to more than {MAX_ALIAS_EXPANSION} values; write them out",
-            )
-        )
-        data = None
-    if checker.problems or data is None:
-        raise ProjectFileError(path, checker.problems)
-    try:
-        return msgspec.convert(data, Descriptor)
-    except msgspec.ValidationError as exc:  # the checks above and the models disagree
-        raise ProjectFileError(path, [Problem(None, "", f"rejected by the model: {exc}")]) from None
-
-
-# --- reading and composing ------------------------------------------------
-
-
-def _file_problem(path: Path, message: str, line: int | None = None) -> ProjectFileError:
-    return ProjectFileError(path, [Problem(line, "", message)])
-
-
-def _read_text(path: Path) -> str:
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise _file_problem(path, f"cannot be read: {exc.strerror or type(exc).__name__}") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise _file_problem(path, f"is larger than {MAX_FILE_BYTES // 1024} KiB")
-    if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8) :]
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise _file_problem(
-            path, f"is not valid UTF-8 (byte 0x{data[exc.start]:02x})", line
-        ) from None
-
-
-def _compose(path: Path, text: str) -> Node | None:
-    """The document's node tree, or None for an empty document. Constructs nothing."""
-    yaml = YAML(typ="safe", pure=True)
-    yaml.max_depth = MAX_DEPTH
-    try:
-        with warnings.catch_warnings():
-            # A reused anchor name is legal YAML (the later one wins); ruamel warns.
-            warnings.simplefilter("ignore")
-            node: Node | None = yaml.compose(text)
-    except MaxDepthExceededError as exc:
-        depth_line = int(exc.problem_mark.line) + 1
-        raise _file_problem(
-            path, f"is nested more than {MAX_DEPTH} levels deep", depth_line
-        ) from None
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = None if mark is None else int(mark.line) + 1
-        detail = str(exc.problem or type(exc).__name__).removeprefix("but ")
-        if exc.context:
-            detail += f" ({exc.context})"
-        kind = "YAML error" if isinstance(exc, ComposerError) else "YAML syntax error"
-        raise _file_problem(path, f"{kind}: {detail}", line) from None
-    except ReaderError as exc:
-        position = exc.position if isinstance(exc.position, int) else 0
-        line = text.count("\n", 0, position) + 1
-        character = f" (#x{exc.character:04x})" if isinstance(exc.character, int) else ""
-        raise _file_problem(
-            path, f"contains a character YAML does not allow{character}", line
-        ) from None
-    except YAMLError as exc:
-        raise _file_problem(path, f"YAML error: {exc}") from None
-    except RecursionError:
-        raise _file_problem(path, "is nested too deeply") from None
-    return node
-
-
-# --- checking ---------------------------------------------------------------
 
 
 def _quote(text: str) -> str:
@@ -306,8 +127,12 @@ class _Entry:
     value: Node
 
 
-class _Checker:
-    """Walks the node tree once, collecting problems and building plain data."""
+class NodeReader:
+    """Walks the node tree once, collecting problems and building plain data.
+
+    The generic part: tags, scalars, mappings (merges, duplicates), lists, strings,
+    choices and strict mappings. ``schema.DescriptorChecker`` adds compartment.yml.
+    """
 
     def __init__(self) -> None:
         self.problems: list[Problem] = []
@@ -388,18 +213,13 @@ class _Checker:
                 return False
             self.report(at, f"{_quote(text)} is not a boolean")
             return _INVALID
-        if tag == _INT:
-            number = _parse_int(text)
+        if tag in (_INT, _FLOAT):
+            parse, what = (_parse_int, "an integer") if tag == _INT else (_parse_float, "a number")
+            number = parse(text)
             if number is None:
-                self.report(at, f"{_quote(text)} is not an integer")
+                self.report(at, f"{_quote(text)} is not {what}")
                 return _INVALID
             return number
-        if tag == _FLOAT:
-            real = _parse_float(text)
-            if real is None:
-                self.report(at, f"{_quote(text)} is not a number")
-                return _INVALID
-            return real
         return text
 
     def mapping(self, at: _At) -> dict[str, _Entry] | None:
@@ -578,190 +398,6 @@ class _Checker:
                 self.report(_At(at.node, at.line, (*at.path, name)), "is required")
                 ok = False
         return out if ok else None
-
-    # -- the schema --
-
-    def document(self, root: Node) -> dict[str, object] | None:
-        self.check_tags(root)
-        at = _At(root, _line(root), ())
-        if id(root) not in self._bad_tags and not isinstance(root, MappingNode):
-            self.report(
-                at, f"the file must be a mapping with name and services, not {self.describe(at)}"
-            )
-            return None
-        return self.strict_mapping(
-            at,
-            _TOP_KEYS,
-            ("name", "services"),
-            {"name": self.project_name, "services": self.services, "resources": self.resources},
-        )
-
-    def project_name(self, at: _At) -> str | None:
-        name = self.string(at)
-        if name is None:
-            return None
-        if not PROJECT_NAME_RE.fullmatch(name):
-            self.report(
-                at,
-                f"{_quote(name)} is not a project slug: lowercase letters, digits and '-', "
-                "starting with a letter, at most 63 characters",
-            )
-            return None
-        if name in RESERVED_PROJECT_NAMES:
-            self.report(at, f"{_quote(name)} is reserved; choose another name")
-            return None
-        return name
-
-    def services(self, at: _At) -> dict[str, object] | None:
-        entries = self.mapping(at)
-        if entries is None:
-            return None
-        if not at.node.value:
-            self.report(at, "must have at least one service")
-            return None
-        out: dict[str, object] = {}
-        ok = True
-        for name, entry in entries.items():
-            if not SERVICE_NAME_RE.fullmatch(name):
-                self.report(
-                    at.child(entry.key, name),
-                    "is not a valid service name: lowercase letters, digits, '-' and '_', "
-                    "starting with a letter or digit, at most 63 characters",
-                )
-                ok = False
-            service = self.service(at.child(entry.value, name, _line(entry.key)))
-            if service is None:
-                ok = False
-            else:
-                out[name] = service
-        return out if ok else None
-
-    def service(self, at: _At) -> dict[str, object] | None:
-        node = at.node
-        if isinstance(node, ScalarNode) and node.tag not in _NON_TEXT_TAGS:
-            path = self.service_path(at)
-            return None if path is None else {"path": path}
-        if isinstance(node, MappingNode) or id(node) in self._bad_tags:
-            service = self.strict_mapping(
-                at,
-                _SERVICE_KEYS,
-                ("path",),
-                {
-                    "path": self.service_path,
-                    "kind": lambda a: self.choice(a, SERVICE_KINDS),
-                    "accessMode": self.string,
-                    "build": self.build,
-                    "run": self.run,
-                    "release": self.release,
-                    "readiness": self.readiness,
-                    "connections": self.connections,
-                },
-            )
-            if service is not None:
-                # Validated, but ServiceConfig has no place for it (yet).
-                service.pop("release", None)
-            return service
-        self.report(at, f"must be a path string or a mapping, not {self.describe(at)}")
-        return None
-
-    def service_path(self, at: _At) -> str | None:
-        path = self.string(at, "a path string")
-        if path == "":
-            self.report(at, "must not be empty (use . for the repository root)")
-            return None
-        return path
-
-    def build(self, at: _At) -> dict[str, object] | None:
-        return self.strict_mapping(
-            at,
-            _BUILD_KEYS,
-            (),
-            {
-                "command": self.string,
-                "env": self.env,
-                "include": self.strings,
-                "outputDirectory": self.string,
-                "packages": self.strings,
-                "strategy": lambda a: self.choice(a, BUILD_STRATEGIES),
-            },
-        )
-
-    def env(self, at: _At) -> dict[str, str] | None:
-        entries = self.mapping(at)
-        if entries is None:
-            return None
-        values = {
-            name: self.string(at.child(e.value, name, _line(e.key))) for name, e in entries.items()
-        }
-        if None in values.values():
-            return None
-        return {name: value for name, value in values.items() if value is not None}
-
-    def run(self, at: _At) -> dict[str, object] | None:
-        run = self.strict_mapping(at, _RUN_KEYS, (), {"command": self.string})
-        if run == {}:
-            self.report(at, "must have at least one key (command)")
-            return None
-        return run
-
-    def release(self, at: _At) -> object:
-        if self.mapping(at) is None:
-            return None
-        return self._complete(self.plain(at))
-
-    def readiness(self, at: _At) -> dict[str, object] | None:
-        return self.strict_mapping(
-            at,
-            _READINESS_KEYS,
-            ("type",),
-            {
-                "type": lambda a: self.choice(a, ("http",)),
-                "path": self.readiness_path,
-                "timeoutMs": self.timeout_ms,
-            },
-        )
-
-    def readiness_path(self, at: _At) -> str | None:
-        path = self.string(at)
-        if path is not None and not path.startswith("/"):
-            self.report(at, f"must start with /, not {_quote(path)}")
-            return None
-        return path
-
-    def timeout_ms(self, at: _At) -> int | None:
-        if id(at.node) in self._bad_tags:
-            return None
-        value = self.scalar(at) if isinstance(at.node, ScalarNode) else None
-        if value is _INVALID:
-            return None
-        if not isinstance(value, int) or isinstance(value, bool):
-            self.report(at, f"must be a whole number of milliseconds, not {self.describe(at)}")
-            return None
-        if value <= 0:
-            self.report(at, f"must be greater than 0, not {value}")
-            return None
-        if value > MAX_READINESS_TIMEOUT_MS:
-            self.report(at, f"must be at most {MAX_READINESS_TIMEOUT_MS}, not {value}")
-            return None
-        return value
-
-    def connections(self, at: _At) -> object:
-        if (
-            not isinstance(at.node, MappingNode | SequenceNode)
-            and id(at.node) not in self._bad_tags
-        ):
-            self.report(at, f"must be a mapping or a list, not {self.describe(at)}")
-            return None
-        return self._complete(self.plain(at))
-
-    def resources(self, at: _At) -> object:
-        if self.mapping(at) is None:
-            return None
-        return self._complete(self.plain(at))
-
-    def _complete(self, value: object) -> object:
-        """``value``, or None when any part of it was reported invalid."""
-        return None if _contains_invalid(value) else value
 
 
 def _contains_invalid(value: object) -> bool:
