@@ -210,7 +210,42 @@ async def test_tunnel_passes_bytes_and_half_close_and_drain_waits_for_it(
     table.switch({"env-1/web": None})
     report = await table.drain(backend_port, timeout=0.3)
     assert (report.requests, report.tunnels, report.cut) == (0, 1, 1)
+    assert str(report).endswith(" s (waited for 1 tunnel)")
+    assert report.cut_text == "; 1 tunnel cut"
     assert 0.25 < report.seconds < 1
     assert await asyncio.wait_for(reader.read(), 5) == b""
     writer.close()
     server.close()
+
+
+@pytest.mark.anyio
+async def test_pipelined_head_and_http_1_0_requests(table: RouteTable) -> None:
+    async def backend(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            method, path = head.split()[:2]
+            body = b"" if method == b"HEAD" else path
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(path), body))
+            await writer.drain()
+
+    server, url = await route_to(table, backend)
+    port = int(url.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"HEAD /two HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /three HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    answers = await asyncio.wait_for(reader.read(), 5)  # until the route closes
+    writer.close()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /old HTTP/1.0\r\n\r\n")
+    old = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    server.close()
+
+    parts = answers.split(b"HTTP/1.1 200 OK\r\n")[1:]
+    assert [part.rpartition(b"\r\n\r\n")[2] for part in parts] == [b"/one", b"", b"/three"]
+    assert b"content-length: 4" in parts[1].lower()  # HEAD: the GET's length, no body
+    assert old.startswith(b"HTTP/1.1 200 ")
+    assert old.endswith(b"\r\n\r\n/old")

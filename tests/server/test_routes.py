@@ -271,6 +271,7 @@ async def test_switch_moves_every_connection_at_its_next_request(table: RouteTab
         new = await KeepAliveClient.connect(port)
         assert await new.get() == (200, b"green")
         assert table.in_flight(blue.port) == InFlight(requests=1, tunnels=0)
+        assert str(table.in_flight(blue.port)) == "1 request in flight"
         assert table.open_connections(blue.port) == 1
 
         report = await table.drain(blue.port, timeout=10)
@@ -319,6 +320,8 @@ async def test_drain_cuts_at_timeout(table: RouteTable) -> None:
         report = await table.drain(blue.port, timeout=0.4)
 
         assert (report.requests, report.tunnels, report.cut) == (2, 0, 2)
+        assert str(report).endswith(" s (waited for 2 requests)")
+        assert report.cut_text == "; 2 requests cut"
         assert 0.35 <= time.monotonic() - started < 1.5
         assert table.open_connections(blue.port) == 0
         for client in slow:

@@ -103,7 +103,7 @@ def end_to_end(
     return [(key, value) for key, value in headers if key not in dropped]
 
 
-def _upstream_headers(request: h11.Request, client: str, tunnel: bool) -> Headers:
+def _upstream_headers(request: h11.Request, client: str, tunnel: bool, backend: int) -> Headers:
     headers = end_to_end(
         request.headers, drop=_REQUEST_ONLY, keep=_TUNNEL if tunnel else frozenset()
     )
@@ -114,6 +114,8 @@ def _upstream_headers(request: h11.Request, client: str, tunnel: bool) -> Header
     host = next((value for key, value in request.headers if key == b"host"), None)
     if host is not None:
         headers.append((b"x-forwarded-host", host))
+    else:  # HTTP/1.0 may leave it out; HTTP/1.1 to the deployment may not
+        headers.append((b"host", b"127.0.0.1:%d" % backend))
     if _tokens(request.headers, b"transfer-encoding"):
         headers.append((b"transfer-encoding", b"chunked"))
     return headers
@@ -258,11 +260,14 @@ class ClientConnection:
         body = _has_body(request)
         if not body:
             self.conn.next_event()  # its EndOfMessage, already parsed
-        head = h11.Request(
-            method=request.method,
-            target=request.target,
-            headers=_upstream_headers(request, self.client, tunnel),
-        )
+        try:
+            head = h11.Request(
+                method=request.method,
+                target=request.target,
+                headers=_upstream_headers(request, self.client, tunnel, flight.backend),
+            )
+        except h11.LocalProtocolError as error:
+            raise _ClientError(400, f"bad request: {error}") from None
         retry = not body and request.method in IDEMPOTENT
         upload: asyncio.Task[None] | None = None
         while True:

@@ -22,12 +22,24 @@ class Timeouts:
     connect: float = 5.0  # a deployment accepting a connection
 
 
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+def _listing(requests: int, tunnels: int) -> str:
+    parts = [_count(requests, "request")] if requests else []
+    return " and ".join([*parts, _count(tunnels, "tunnel")] if tunnels else parts)
+
+
 @dataclass(frozen=True)
 class InFlight:
     """What a backend is busy with now: requests being answered, open tunnels."""
 
     requests: int
     tunnels: int
+
+    def __str__(self) -> str:  # "2 requests and 1 tunnel in flight"
+        return f"{_listing(self.requests, self.tunnels) or 'nothing'} in flight"
 
 
 @dataclass(frozen=True)
@@ -37,7 +49,18 @@ class DrainReport:
     requests: int
     tunnels: int
     seconds: float
-    cut: int
+    cut: int  # connections cut at the bound, ``cut_tunnels`` of them tunnels
+    cut_tunnels: int = 0
+
+    def __str__(self) -> str:  # "drained in 0.003 s (waited for 2 requests, 1 tunnel)"
+        waited = _listing(self.requests, self.tunnels).replace(" and ", ", ")
+        what = f"waited for {waited}" if waited else "nothing in flight"
+        return f"drained in {self.seconds:.3f} s ({what})"
+
+    @property
+    def cut_text(self) -> str:  # "; 1 tunnel cut", or nothing
+        listing = _listing(self.cut - self.cut_tunnels, self.cut_tunnels)
+        return f"; {listing} cut" if listing else ""
 
 
 @dataclass(eq=False)
@@ -147,9 +170,11 @@ class RouteTable:
                 async with asyncio.timeout(timeout):
                     await backend.idle.wait()
         left = list(backend.flights) if backend is not None else []
+        tunnels = sum(1 for flight in left if flight.tunnel)
         await self._cut({flight.connection for flight in left})
         self.pool.close_backend(backend_port)
-        return DrainReport(waited.requests, waited.tunnels, loop.time() - started, cut=len(left))
+        seconds = loop.time() - started
+        return DrainReport(waited.requests, waited.tunnels, seconds, len(left), tunnels)
 
     async def close(self) -> None:
         """Stop every listener and close every connection. Idempotent."""
