@@ -147,3 +147,32 @@ def promotions_under_load(plane: Plane, promotions: int, clients: int) -> UnderL
             thread.join(30)
     failures = traffic.failures
     return UnderLoad(traffic.answered, len(failures), failures[:5], slowest, promotions)
+
+
+@dataclass(frozen=True)
+class Instant:
+    """Promotions of an app that is ready as soon as it listens, one client sending requests."""
+
+    to_first_answer: list[float]  # s: the candidate's first 2xx → the first GET / it answered
+    server: list[float]  # s: the run on the server, created → completed
+    app: list[float]  # s: the candidate's own start → listening (from its process start)
+
+
+def instant_promotions(plane: Plane, promotions: int) -> Instant:
+    traffic = _Traffic(production_url(plane))
+    thread = threading.Thread(target=traffic.keep_alive)
+    thread.start()
+    result = Instant([], [], [])
+    try:
+        for _ in range(promotions):
+            run = plane.wait_run(plane.post_promote(project="routebench"))
+            if run["status"] != "succeeded":
+                raise RuntimeError(f"promotion failed: {run}")
+            stamps = httpx.get(traffic.url + "stamps", timeout=10).json()  # the new deployment
+            result.to_first_answer.append(stamps["first_get"] - stamps["first_ok"])
+            result.server.append(plane.run_seconds(run))
+            result.app.append(stamps["listening"] - stamps["started"])
+    finally:
+        traffic.stopping.set()
+        thread.join(30)
+    return result

@@ -30,6 +30,8 @@ FANOUT_P99_MS = 100.0
 ROUTE_P99_ADDED_MS = 1.0
 ROUTE_VS_DIRECT = 0.5
 ROUTE_PROMOTION_S = 1.0
+FIRST_ANSWER_MS = 10.0  # the candidate's first 2xx → the first request it answers
+INSTANT_OVER_APP_MS = 25.0  # an instant promotion on the server: at most the app's own + this
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class Settings:
     route_requests: int = 5000  # one keep-alive client, one request after the other
     route_seconds: float = 5.0  # of throughput, 8 keep-alive connections
     route_promotions: int = 5  # under load
+    instant_promotions: int = 10
     use_hyperfine: bool = True  # where installed
 
     @property
@@ -53,7 +56,17 @@ class Settings:
 
 FULL = Settings(30, 3, 30, 10_000, 100_000, 200, 5)
 SMOKE = Settings(
-    3, 1, 2, 200, 2_000, 5, 1, route_requests=200, route_seconds=0.5, route_promotions=1
+    3,
+    1,
+    2,
+    200,
+    2_000,
+    5,
+    1,
+    route_requests=200,
+    route_seconds=0.5,
+    route_promotions=1,
+    instant_promotions=2,
 )
 
 
@@ -287,6 +300,7 @@ def route_rows(root: Path, settings: Settings) -> list[Row]:
             for port in (direct_port, route_port)
         }
         loaded = routes.promotions_under_load(plane, promotions, clients=8)
+        instant = routes.instant_promotions(plane, settings.instant_promotions)
     if loaded.failures:
         _log(f"routes: failed requests, e.g. {loaded.failures}")
     via, direct = latency[route_port].latencies, latency[direct_port].latencies
@@ -294,6 +308,9 @@ def route_rows(root: Path, settings: Settings) -> list[Row]:
     p99, direct_p99 = percentile(via, 99) * 1000, percentile(direct, 99) * 1000
     via_rate, direct_rate = rate[route_port].rate, rate[direct_port].rate
     straight = "straight to the deployment"
+    first = [seconds * 1000 for seconds in instant.to_first_answer]
+    server, app = median(instant.server), median(instant.app)
+    m = settings.instant_promotions
     return [
         Row(
             figure="route: requests/s, 8 keep-alive connections, fast app",
@@ -340,6 +357,24 @@ def route_rows(root: Path, settings: Settings) -> list[Row]:
             reference_value=10.0,
             target=f"< {ROUTE_PROMOTION_S:g} s",
             met=loaded.slowest < ROUTE_PROMOTION_S,
+        ),
+        Row(
+            figure=f"route: candidate's first 2xx → first request it answers, median of {m}",
+            value=median(first),
+            unit="ms",
+            reference="slowest",
+            reference_value=max(first),
+            target=f"≤ {FIRST_ANSWER_MS:g} ms",
+            met=median(first) <= FIRST_ANSWER_MS,
+        ),
+        Row(
+            figure=f"instant promotion: run on the server, median of {m}",
+            value=server,
+            unit="s",
+            reference="the app's own start → ready",
+            reference_value=app,
+            target=f"≤ app + {INSTANT_OVER_APP_MS:g} ms",
+            met=(server - app) * 1000 <= INSTANT_OVER_APP_MS,
         ),
     ]
 

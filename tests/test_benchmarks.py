@@ -31,6 +31,8 @@ FIGURES = [
     "route: latency p99",
     "route: failed requests",
     "route: slowest of",
+    "route: candidate's first 2xx → first request it answers",
+    "instant promotion: run on the server",
 ]
 
 
