@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import socket
 import subprocess
 import threading
@@ -140,7 +139,7 @@ def test_a_tunnel_stays_with_its_deployment_until_the_drain_bound(
 
         started = time.monotonic()
         process = subprocess.Popen(
-            [COMPARTMENT, "promote", "--from", "staging", "--to", "production", "--output", "json"],
+            [COMPARTMENT, "promote", "--from", "staging", "--to", "production", "--verbose"],
             cwd=directory,
             env=plane.env,
             stdout=subprocess.PIPE,
@@ -159,10 +158,12 @@ def test_a_tunnel_stays_with_its_deployment_until_the_drain_bound(
         tunnel.settimeout(10)
         assert tunnel.recv(4096) == b""  # closed by the route at the bound
         closed = time.monotonic() - started
-        out, err = process.communicate(timeout=30)
+        _, err = process.communicate(timeout=30)
         assert process.returncode == 0, err
         assert 2.5 < closed < 6, closed
-        assert json.loads(out)["status"] == "succeeded"
+        progress = err.decode()
+        assert f"{before['id']}: 1 tunnel in flight, waiting up to 3 s" in progress
+        assert " s (waited for 1 tunnel) and stopped; 1 tunnel cut" in progress
         tunnel.close()
     finally:
         plane.stop()
