@@ -110,6 +110,8 @@ def test_never_back_ends_with_5_after_the_retries_or_124_at_the_timeout(
     assert fault_proxy.url in error["message"]
     assert "connection refused" in error["message"]
     assert f"see how it ended with: compartment deployment watch {run_id[1]}" in error["message"]
+    assert error["deploymentRunId"] == run_id[1]
+    assert timed_out.json()["error"]["deploymentRunId"] == run_id[1]
     assert gave_up.seconds < 60
 
     plane.start()  # only so that it stops what the killed server left running
