@@ -23,7 +23,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, TextIO, TypeVar
 
 from compartment_cli import __version__, render
 from compartment_cli.cli.streams import PipeSafe
@@ -38,10 +38,13 @@ from compartment_cli.errors import (
 )
 
 if TYPE_CHECKING:
+    from compartment_cli.client.connection import Connection
     from compartment_cli.models.api import ListResponse, ReadSummary
     from compartment_cli.models.events import StepEvent
     from compartment_cli.models.result import RunResult
     from compartment_cli.workflows.follow import Progress, RunTarget
+
+T = TypeVar("T")
 
 REPORT_TO = "the compartment-cli issue tracker"
 NOT_CONFIGURED_HINT = (
@@ -50,6 +53,8 @@ NOT_CONFIGURED_HINT = (
     "COMPARTMENT_API_URL and COMPARTMENT_TOKEN."
 )
 DEBUG_ENV = "COMPARTMENT_DEBUG"
+# The codes of an Unavailable that means the control plane could not be reached.
+UNREACHABLE_CODES = frozenset({"network_error", "event_stream_lost"})
 
 
 def _is_tty(stream: TextIO) -> bool:
@@ -77,6 +82,8 @@ class Output:
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     not_configured: bool = False
     """No login, no URL: the default local control plane was tried (for the hint)."""
+    connection: Connection | None = None
+    """The control plane the command talks to, once known (for the hints of its errors)."""
     _progress: _Reporter | None = None
 
     @classmethod
@@ -126,7 +133,7 @@ class Output:
             return self.unexpected(exc)
         return self.show(value)
 
-    def wait_for_run(self, workflow: Callable[[Progress], Awaitable[RunResult]]) -> RunResult:
+    def wait_for_run(self, workflow: Callable[[Progress], Awaitable[T]]) -> T:
         """Run an async workflow with anyio, reporting its progress as chosen for this output."""
         import anyio
 
@@ -154,6 +161,18 @@ class Output:
             return self.result(value)
         if isinstance(value, ListResponse):
             return self.listing(value)
+        return self.lifecycle(value)
+
+    def lifecycle(self, value: object) -> int:
+        """A promotion plan (``--dry-run``), or nothing to promote (``--only-changed``)."""
+        from compartment_cli.models.plan import NothingToPromote, PromotionPlan
+
+        if isinstance(value, PromotionPlan | NothingToPromote) and self.json:
+            self._write_json(render.plan_json(value))
+        elif isinstance(value, PromotionPlan):
+            self._write_lines(self.stdout, render.plan_lines(value, color=self.stdout_color))
+        elif isinstance(value, NothingToPromote):
+            self._write_lines(self.stdout, [value.message])
         return int(ExitCode.OK)
 
     def result(self, result: RunResult) -> int:
@@ -182,8 +201,8 @@ class Output:
     def error(self, error: CompartmentError) -> int:
         code = int(error.exit_code)
         message = error.message
-        if self.not_configured and isinstance(error, Unavailable | NotAuthorized):
-            message = f"{message}\n{NOT_CONFIGURED_HINT}"
+        if (hint := self._hint(error)) is not None:
+            message = f"{message}\n{hint}"
         if self.json:
             run = error.run
             document = render.error_json(
@@ -198,6 +217,18 @@ class Output:
         else:
             self._write_error(message)
         return code
+
+    def _hint(self, error: CompartmentError) -> str | None:
+        """What to do about a connection or auth error, the same for every command."""
+        if self.not_configured and isinstance(error, Unavailable | NotAuthorized):
+            return NOT_CONFIGURED_HINT
+        if self.connection is None:
+            return None
+        if isinstance(error, NotAuthorized):
+            return self.connection.unauthorized_hint()
+        if isinstance(error, Unavailable) and error.code in UNREACHABLE_CODES:
+            return self.connection.unreachable_hint()
+        return None
 
     def unexpected(self, exc: BaseException) -> int:
         code = int(ExitCode.INTERNAL)

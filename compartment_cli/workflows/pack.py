@@ -50,6 +50,7 @@ def pack_services(
     environment: str,
     service: str | None,
     out: BinaryIO,
+    bake_ms: int | None = None,
 ) -> None:
     """Write the deploy archive of ``descriptor``'s services (or only ``service``) to ``out``.
 
@@ -77,6 +78,7 @@ def pack_services(
         services=selected,
         environment_name=environment,
         service_name=service,
+        bake_ms=bake_ms,
     )
     _write_archive(msgspec.json.encode(manifest), entries, out)
 

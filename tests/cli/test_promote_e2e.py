@@ -50,6 +50,7 @@ SUMMARY_KEYS = {
     "completedAt",
     "rollbackAvailable",
     "operation",
+    "reusableImageState",
 }
 
 # Stands in front of the test service: in the environments listed in FAIL_IN,
