@@ -201,8 +201,12 @@ class Output:
     def error(self, error: CompartmentError) -> int:
         code = int(error.exit_code)
         message = error.message
-        if (hint := self._hint(error)) is not None:
-            message = f"{message}\n{hint}"
+        if self.not_configured and isinstance(error, Unavailable | NotAuthorized):
+            message = f"{message}\n{NOT_CONFIGURED_HINT}"
+        elif (hint := self._hint(error)) is not None:
+            # One line, like every message: a script may read the first line only.
+            end = "" if message.rstrip().endswith((".", "?", "!")) else "."
+            message = f"{message.rstrip()}{end} {hint}"
         if self.json:
             run = error.run
             document = render.error_json(
@@ -220,8 +224,6 @@ class Output:
 
     def _hint(self, error: CompartmentError) -> str | None:
         """What to do about a connection or auth error, the same for every command."""
-        if self.not_configured and isinstance(error, Unavailable | NotAuthorized):
-            return NOT_CONFIGURED_HINT
         if self.connection is None:
             return None
         if isinstance(error, NotAuthorized):
