@@ -4,6 +4,7 @@ failures, 100-continue, tunnels."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Awaitable, Callable
 
@@ -249,3 +250,32 @@ async def test_pipelined_head_and_http_1_0_requests(table: RouteTable) -> None:
     assert b"content-length: 4" in parts[1].lower()  # HEAD: the GET's length, no body
     assert old.startswith(b"HTTP/1.1 200 ")
     assert old.endswith(b"\r\n\r\n/old")
+
+
+@pytest.mark.anyio
+async def test_a_reused_connection_to_an_app_that_sends_head_and_body_apart_is_not_slowed(
+    table: RouteTable,
+) -> None:
+    # Like Python's http.server: head and body in two sends, Nagle's algorithm on. On
+    # a kept-alive connection the body then waits for the route's ACK of the head,
+    # which the kernel delays by up to 40 ms unless the route asks for quick ACKs.
+    async def backend(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+        while True:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n")
+            await writer.drain()
+            await asyncio.sleep(0)
+            writer.write(b"ok")
+            await writer.drain()
+
+    server, url = await route_to(table, backend)
+    took = []
+    async with httpx.AsyncClient(trust_env=False) as client:
+        for _ in range(20):
+            started = time.monotonic()
+            assert (await client.get(url)).text == "ok"
+            took.append(time.monotonic() - started)
+    server.close()
+
+    assert sorted(took)[10] < 0.015, took

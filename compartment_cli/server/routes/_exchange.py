@@ -365,7 +365,7 @@ class ClientConnection:
                     self.writer.write(b"".join(pending))
                     pending.clear()
                     await self.writer.drain()
-                    source.receive_data(await upstream.reader.read(CHUNK))
+                    await upstream.receive()
                 elif isinstance(event, h11.Data):
                     pending.append(self.conn.send(h11.Data(data=event.data)) or b"")
                 elif isinstance(event, h11.EndOfMessage):

@@ -8,6 +8,8 @@ and the exchange retries the rest once when that is safe (see ``_exchange``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 from collections.abc import Callable
 
 import h11
@@ -16,12 +18,18 @@ CHUNK = 64 * 1024
 MAX_RESPONSE_HEAD = 64 * 1024
 POOL_IDLE = 4.0  # s a pooled connection may sit idle (under uvicorn's 5 s keep-alive)
 POOL_SIZE = 32  # idle connections kept per backend
+# Linux only. A reused connection has left TCP's quick-ACK start, so the
+# kernel delays its ACKs (up to 40 ms); an app that writes its response head
+# and body in two sends without TCP_NODELAY (Python's http.server does) then
+# waits for that ACK before the body goes out (Nagle). Quick ACKs are asked
+# for again before each read, as the kernel may drop back after one.
+_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 
 class Upstream:
     """One connection to a deployment, speaking HTTP/1.1 as the client."""
 
-    __slots__ = ("conn", "idle_since", "port", "reader", "reused", "writer")
+    __slots__ = ("_socket", "conn", "idle_since", "port", "reader", "reused", "writer")
 
     def __init__(self, port: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         self.port = port
@@ -30,6 +38,7 @@ class Upstream:
         self.conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_RESPONSE_HEAD)
         self.reused = False
         self.idle_since = 0.0
+        self._socket = writer.get_extra_info("socket")
 
     async def send(self, *events: h11.Event) -> None:
         data = b"".join(self.conn.send(event) or b"" for event in events)
@@ -43,7 +52,14 @@ class Upstream:
             event = self.conn.next_event()
             if event is not h11.NEED_DATA:
                 return event  # type: ignore[return-value]
-            self.conn.receive_data(await self.reader.read(CHUNK))
+            await self.receive()
+
+    async def receive(self) -> None:
+        """Read what the deployment sent next into the h11 connection (b"": its end)."""
+        if _QUICKACK is not None and self._socket is not None:
+            with contextlib.suppress(OSError):
+                self._socket.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+        self.conn.receive_data(await self.reader.read(CHUNK))
 
     def usable(self, now: float) -> bool:
         return (
