@@ -273,7 +273,7 @@ def promote_by_cli(
     )
     assert done.returncode == 0, done.stderr
     assert plane.token not in done.stdout + done.stderr
-    result: dict[str, Any] = json.loads(done.stdout)
+    result: dict[str, Any] = cli_json(done.stdout)
     assert result["status"] == "succeeded", result
     assert result["environment"] == {"name": target}
     return result
@@ -434,3 +434,39 @@ def zombie_children(pid: int) -> list[int]:
         if fields[0] == "Z" and int(fields[1]) == pid:
             zombies.append(int(entry.name))
     return zombies
+
+
+# --- the JSON the CLI prints, checked against its published schemas -------------------------
+
+
+def _validators() -> dict[str, Any]:
+    import jsonschema
+
+    from compartment_cli.cli.schemas import KINDS, shipped
+
+    found = REGISTRY.setdefault("validators", {})
+    if not found:
+        for kind in KINDS:
+            schema = json.loads(shipped(kind))
+            jsonschema.Draft202012Validator.check_schema(schema)
+            found[kind] = jsonschema.Draft202012Validator(schema)
+    return found  # type: ignore[no-any-return]
+
+
+def kind_of(document: Any) -> str:
+    """Which schema a document of ``--output json`` answers to."""
+    if isinstance(document, dict) and "error" in document:
+        return "error"
+    if isinstance(document, dict) and document.get("kind") == "compartment.promotion-plan":
+        return "plan"
+    if isinstance(document, dict) and "deploymentRunId" in document:
+        return "result"
+    return "list"
+
+
+def cli_json(stdout: str | bytes) -> Any:
+    """The one JSON document a ``compartment ... --output json`` printed, validated against
+    the schema ``compartment schema <kind>`` publishes (result, error, list or plan)."""
+    document = json.loads(stdout)
+    _validators()[kind_of(document)].validate(document)
+    return document

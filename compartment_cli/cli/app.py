@@ -25,6 +25,8 @@ import typer
 from compartment_cli import __version__
 from compartment_cli.cli import lifecycle as lc
 from compartment_cli.cli.coercion import DirectCommand, DirectGroup
+from compartment_cli.cli.extras import prepare_completion
+from compartment_cli.cli.extras import register as register_extras
 from compartment_cli.errors import EXIT_CODE_HELP, ExitCode, UsageError
 
 if TYPE_CHECKING:
@@ -424,6 +426,15 @@ def server(
             help="Serve no event stream (/v1/events answers 404), like the hosted platform.",
         ),
     ] = False,
+    keep: Annotated[
+        int,
+        typer.Option(
+            "--keep",
+            min=1,
+            help="Keep the artifacts and logs of the newest N deployments of each service in"
+            " each environment (and whatever is active or still in use); remove the rest.",
+        ),
+    ] = 10,
     ping_interval: Annotated[float, typer.Option("--ping-interval", hidden=True)] = 15.0,
     drain_timeout: Annotated[float, typer.Option("--drain-timeout", hidden=True)] = 10.0,
     event_retention: Annotated[
@@ -447,6 +458,7 @@ def server(
         drain_timeout=drain_timeout,
         event_retention=event_retention,
         max_upload_bytes=max_upload_bytes,
+        keep=keep,
     )
     raise typer.Exit(serve(options))
 
@@ -467,8 +479,12 @@ def wants_json(args: Sequence[str]) -> bool:
     return False
 
 
+register_extras(app)
+
+
 def run(args: Sequence[str]) -> int:
     """Parse ``args`` with typer, run the command, return the exit code."""
+    prepare_completion()
     command = typer.main.get_command(app)
     try:
         result = command.main(args=list(args), prog_name="compartment", standalone_mode=False)

@@ -52,10 +52,7 @@ CREATE TABLE IF NOT EXISTS artifacts (
     digest TEXT PRIMARY KEY,
     created_at TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS cleaned_artifacts (
-    digest TEXT PRIMARY KEY,
-    cleaned_at TEXT NOT NULL
-);
+CREATE TABLE IF NOT EXISTS cleaned_artifacts (digest TEXT PRIMARY KEY, cleaned_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
     type TEXT NOT NULL,
@@ -203,7 +200,8 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
-        self._cleaned: set[str] | None = None
+        rows = self._db.execute("SELECT digest FROM cleaned_artifacts")
+        self._cleaned: set[str] = {row[0] for row in rows}  # this store is their only writer
 
     def close(self) -> None:
         self._db.close()
@@ -297,13 +295,9 @@ class Store:
     def mark_cleaned(self, digest: str) -> None:
         """Retention removed this artifact (``reusableImageState`` says ``cleaned``)."""
         self._db.execute("INSERT OR IGNORE INTO cleaned_artifacts VALUES (?, ?)", (digest, now()))
-        self.cleaned_artifacts().add(digest)
+        self._cleaned.add(digest)
 
     def cleaned_artifacts(self) -> set[str]:
-        """Read once, then kept in memory: this store is their only writer."""
-        if self._cleaned is None:
-            rows = self._db.execute("SELECT digest FROM cleaned_artifacts")
-            self._cleaned = {row[0] for row in rows}
         return self._cleaned
 
     # --- runs and deployments -----------------------------------------------
@@ -399,8 +393,7 @@ class Store:
         sql += " ORDER BY service_name"
         return [Deployment(*row) for row in self._db.execute(sql, params)]
 
-    def all_deployments(self) -> list[Deployment]:
-        """Every deployment, newest first in each (environment, service)."""
+    def all_deployments(self) -> list[Deployment]:  # newest first per (environment, service)
         rows = self._db.execute(
             f"SELECT {self._DEPLOYMENT_COLUMNS} FROM deployments"  # noqa: S608
             " ORDER BY environment_id, service_name, created_at DESC, rowid DESC"
