@@ -321,7 +321,7 @@ def log_line(line: LogLine, *, tz: tzinfo | None = None, color: bool = False) ->
         [
             paint(_clock_of(line.timestamp, tz), "dim", color),
             paint(line.service_name, "bold", color),
-            paint(line.stream.ljust(6), style, color),
+            paint(line.stream.ljust(len("compartment")), style, color),
             line.message,
         ]
     )

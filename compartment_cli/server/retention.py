@@ -23,6 +23,7 @@ from pathlib import Path
 import anyio.to_thread
 
 from compartment_cli.server.artifacts import built_marker
+from compartment_cli.server.logs import lines_path
 from compartment_cli.server.runs import Services
 from compartment_cli.server.store import Deployment
 
@@ -86,6 +87,7 @@ class Retention:
         logs = 0
         for deployment in removable:
             path = self._services.log_path(deployment)
+            lines_path(path).unlink(missing_ok=True)  # its lines for `compartment logs`
             if path.exists():
                 path.unlink(missing_ok=True)
                 logs += 1
