@@ -114,22 +114,31 @@ class OutputLog:
             while len(pending) > _MAX_LINE:
                 parts.append(pending[:_MAX_LINE])
                 pending = pending[_MAX_LINE:]
+            # A log that cannot be written (a full disk) loses lines; the pipe is read on,
+            # so the deployment never blocks on its own output.
             if parts:
-                at = _now()
-                text.write(b"".join(part + b"\n" for part in parts))
-                text.flush()
-                lines.write(
-                    b"".join(
-                        msgspec.json.encode(
-                            _Stored(at, stream, part.decode("utf-8", errors="replace").rstrip("\r"))
-                        )
-                        + b"\n"
-                        for part in parts
-                    )
-                )
-                lines.flush()
+                with contextlib.suppress(OSError):
+                    self._write_parts(parts, stream, text, lines)
             if not chunk:
                 return
+
+    @staticmethod
+    def _write_parts(
+        parts: list[bytes], stream: LogStream, text: BinaryIO, lines: BinaryIO
+    ) -> None:
+        at = _now()
+        text.write(b"".join(part + b"\n" for part in parts))
+        text.flush()
+        lines.write(
+            b"".join(
+                msgspec.json.encode(
+                    _Stored(at, stream, part.decode("utf-8", errors="replace").rstrip("\r"))
+                )
+                + b"\n"
+                for part in parts
+            )
+        )
+        lines.flush()
 
 
 def read_lines(path: Path, offset: int = 0) -> tuple[list[_Stored], int]:
