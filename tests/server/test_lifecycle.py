@@ -368,3 +368,20 @@ def all_digests(plane: ControlPlane) -> dict[str, str]:
         return dict(db.execute("SELECT id, artifact_digest FROM deployments").fetchall())
     finally:
         db.close()
+
+
+def test_the_openapi_document_describes_the_lifecycle(control_plane: ControlPlane) -> None:
+    document = control_plane.get("/openapi.json").json()
+    schemas = document["components"]["schemas"]
+
+    assert {"baking", "switching_back"} <= set(schemas["StepEvent"]["properties"]["step"]["enum"])
+    assert set(schemas["RollbackRequest"]["properties"]) == {
+        "environmentName",
+        "projectName",
+        "serviceName",
+        "targetDeploymentId",
+        "targetDeploymentRunId",
+        "bakeMs",
+    }
+    assert {"sourceDeploymentIds", "bakeMs"} <= set(schemas["PromoteRequest"]["properties"])
+    assert "/v1/deployments/rollback" in document["paths"]
