@@ -9,6 +9,7 @@ which moves every route at once; a step that failed ends with ``✗``.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -91,13 +92,27 @@ def _marks(bar: _Bar, t0: datetime, total: float, cells: int) -> list[tuple[str,
         return marks
     for i in range(cell(bar.start), cell(bar.end) + 1):
         marks[i] = (WAITING, "dim")
-    for step, times in bar.steps.items():
+    spans: list[list[int]] = []  # [first, last] of each step the service went through
+    for step in STEPS:  # in the order they happen
+        times = bar.steps.get(step)
+        if times:
+            first, last = cell(min(times)), cell(max(times))
+            if step == "switching_route":
+                first = last  # the moment every route moved
+            spans.append([first, last])
+    # Every step keeps one column at least, after the one before it.
+    for before, after in itertools.pairwise(spans):
+        after[0] = max(after[0], before[0] + 1)
+    for before, after in reversed(list(itertools.pairwise(spans))):
+        after[0] = min(after[0], cells - 1)
+        before[0] = min(before[0], after[0] - 1)
+    steps = [step for step in STEPS if bar.steps.get(step)]
+    for step, (first, last) in zip(steps, spans, strict=True):
         mark, _, style = STEPS[step]
-        first, last = cell(min(times)), cell(max(times))
-        if step == "switching_route" and len(times) == 1:
-            first = last  # one event: the moment every route moved
-        for i in range(first, last + 1):
-            marks[i] = (mark, style)
+        for i in range(max(first, 0), max(last, first) + 1):
+            marks[min(i, cells - 1)] = (mark, style)
+    for step, (first, _) in zip(steps, spans, strict=True):  # no later step hides a start
+        marks[max(0, min(first, cells - 1))] = STEPS[step][0], STEPS[step][2]
     if bar.failed is not None:
         marks[cell(bar.end)] = (FAILED, "failed")
     return marks
