@@ -352,7 +352,10 @@ class Orchestrator:
             service_config.kind in ROUTED_KINDS
             and self._store.route_port(environment.id, service) is None
         ):
-            self._store.save_route(environment.id, service, free_port(self._route_host))
+            # A route recorded in this same admission is not listening yet: its port
+            # must not be handed out twice (the routes table keeps ports unique).
+            port = free_port(self._route_host, taken=self._store.route_ports())
+            self._store.save_route(environment.id, service, port)
         return _Candidate(deployment, service_config)
 
     def _admit(

@@ -18,7 +18,7 @@ import random
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -142,8 +142,9 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32768, 60999
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nobody listens on right now, outside the kernel's ephemeral range.
+def free_port(host: str = "127.0.0.1", *, taken: Collection[int] = ()) -> int:
+    """A port nobody listens on right now, outside the kernel's ephemeral range,
+    and not in ``taken`` (ports promised to something that is not listening yet).
 
     The port is used a moment later, by a deployment or a route. A port the
     kernel hands out for ``bind(0)`` comes from the ephemeral range, the same
@@ -159,6 +160,8 @@ def free_port(host: str = "127.0.0.1") -> int:
             break
         first, last = random.choice(ranges)
         port = random.randint(first, last)
+        if port in taken:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind((host, port))

@@ -445,9 +445,16 @@ class Store:
         return int(row[0]) if row else None
 
     def save_route(self, environment_id: str, service_name: str, port: int) -> None:
+        # An upsert on the route's key, not INSERT OR REPLACE: that would silently
+        # delete another route whose port this one collides with.
         self._db.execute(
-            "INSERT OR REPLACE INTO routes VALUES (?, ?, ?)", (environment_id, service_name, port)
+            "INSERT INTO routes VALUES (?, ?, ?)"
+            " ON CONFLICT (environment_id, service_name) DO UPDATE SET port = excluded.port",
+            (environment_id, service_name, port),
         )
+
+    def route_ports(self) -> set[int]:
+        return {int(row[0]) for row in self._db.execute("SELECT port FROM routes")}
 
     def routes(self) -> list[tuple[str, str, int]]:
         rows = self._db.execute("SELECT environment_id, service_name, port FROM routes")
