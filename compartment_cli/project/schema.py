@@ -177,6 +177,8 @@ class DescriptorChecker(NodeReader):
             return self.boolean(at)
         if isinstance(t, mi.ListType):
             return self.items(at, t)
+        if isinstance(t, mi.DictType) and isinstance(t.value_type, mi.AnyType):
+            return None if self.mapping(at) is None else self._complete(self.plain(at))
         if isinstance(t, mi.DictType):
             return self.entries(at, t)
         if isinstance(t, mi.AnyType):

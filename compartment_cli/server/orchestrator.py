@@ -23,7 +23,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -126,7 +126,7 @@ async def _await_ready(
         return await check_started(process, grace=_grace(config))
     return await check_readiness(
         process,
-        path=config.readiness.path,
+        path=config.readiness.url_path,
         timeout_ms=config.readiness.timeout_ms,
         report=report,
     )
@@ -509,10 +509,9 @@ class Orchestrator:
                     spec = self._spec(
                         candidate.deployment, context.project, context.environment, command, None
                     )
-                    build_env = candidate.config.build.env if candidate.config.build else {}
                     ok, message = await run_build(
                         self._supervisor.spawner,
-                        replace(spec, extra_env=build_env),
+                        spec,
                         timeout=BUILD_TIMEOUT_S,
                     )
             self._step(
@@ -631,7 +630,7 @@ class Orchestrator:
         self._update(context, deployment.id, stage="awaiting_readiness")
         if config.readiness is not None:
             plan = (
-                f"GET {config.readiness.path} until it answers 2xx, for up to"
+                f"GET {config.readiness.url_path} until it answers 2xx, for up to"
                 f" {config.readiness.timeout_ms / 1000:g} s"
             )
         else:
