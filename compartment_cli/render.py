@@ -7,7 +7,8 @@ terminal and whether ``NO_COLOR`` is set; these functions only obey.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Sequence
 from datetime import datetime, tzinfo
 
 import msgspec
@@ -22,9 +23,11 @@ __all__ = [
     "error_json",
     "failure_lines",
     "format_duration",
+    "header_line",
     "list_json",
     "list_lines",
-    "progress_line",
+    "logs_command",
+    "paint",
     "result_json",
     "result_lines",
     "step_line",
@@ -46,7 +49,8 @@ _STYLES = {
 }
 
 
-def _paint(text: str, style: str, color: bool) -> str:
+def paint(text: str, style: str, color: bool) -> str:
+    """``text`` in ``style`` (a status, ``dim``, ``bold``) when ``color``."""
     code = _STYLES.get(style)
     return f"{code}{text}{_RESET}" if color and code else text
 
@@ -91,46 +95,116 @@ def _table(rows: Sequence[Sequence[tuple[str, str]]], color: bool) -> list[str]:
         cells = []
         for i, (text, style) in enumerate(row):
             padded = text if i == len(row) - 1 else text.ljust(widths[i])
-            cells.append(_paint(padded, style, color))
+            cells.append(paint(padded, style, color))
         lines.append("  ".join(cells).rstrip())
     return lines
 
 
 # --- results ---------------------------------------------------------------------------------
 
+RESULT_COLUMNS = ("SERVICE", "DEPLOYMENT", "STATUS", "ROUTE", "DURATION")
+_BECAUSE = re.compile(r"^(?P<service>[^:]+): not (?P<verb>\w+), because (?P<cause>[^:]+): ")
+
+
+def header_line(result: RunResult, *, color: bool = False) -> str:
+    """``shop  staging → production  run run_1  succeeded  4.2s``: what the run was and how it
+    ended. Names the environment a new one when the result says this run created it, and says
+    so when the command joined a run already in progress."""
+    target = result.environment.name
+    if getattr(result, "environment_created", False):
+        target += " (new environment)"
+    if result.source_environment is not None:
+        move = f"{result.source_environment.name} → {target}"
+    else:
+        move = f"deploy to {target}"
+    run = f"run {result.deployment_run_id}"
+    if getattr(result, "joined", False):
+        run = f"joined run {result.deployment_run_id} already in progress"
+    parts = [
+        paint(result.project.name, "bold", color),
+        move,
+        run,
+        paint(result.status, result.status, color),
+        format_duration(result.duration_ms),
+    ]
+    return "  ".join(parts)
+
+
+def _route_cell(deployment: ReadSummary, previous: ReadSummary | None) -> str:
+    if deployment.is_active:
+        return deployment.route_url or "-"
+    if deployment.status == "failed":
+        route = (previous.route_url if previous else None) or deployment.route_url
+        if previous is not None and route:
+            return f"not switched: {route} still serves {previous.id}"
+        return "not switched"
+    return "-"
+
 
 def result_lines(result: RunResult, *, color: bool = False) -> list[str]:
-    """One line per service: service, deployment id, final status, route URL, duration."""
-    rows = [
-        [
-            (d.service_name, "bold"),
-            (d.id, ""),
-            (d.status, d.status),
-            (d.route_url or "-", ""),
-            (format_duration(deployment_duration_ms(d)), ""),
-        ]
-        for d in sorted(result.deployments, key=lambda d: d.service_name)
-    ]
-    return _table(rows, color)
+    """The header line, then one row per service under column headers: service, deployment,
+    status, route (only for an active deployment), duration."""
+    active = {d.service_name: d for d in result.active_deployments}
+    rows = [[(title, "dim") for title in RESULT_COLUMNS]]
+    for d in sorted(result.deployments, key=lambda d: d.service_name):
+        previous = active.get(d.service_name)
+        if previous is not None and previous.id == d.id:
+            previous = None
+        rows.append(
+            [
+                (d.service_name, "bold"),
+                (d.id, ""),
+                (d.status, d.status),
+                (_route_cell(d, previous), ""),
+                (format_duration(deployment_duration_ms(d)), ""),
+            ]
+        )
+    return [header_line(result, color=color), *_table(rows, color)]
 
 
-def failure_lines(result: RunResult, *, verb: str = "promotion", color: bool = False) -> list[str]:
-    """What went wrong in a failed run, for stderr; nothing for a run that succeeded."""
+def logs_command(deployment_id: str) -> str:
+    return f"compartment deployment logs {deployment_id}"
+
+
+def failure_lines(
+    result: RunResult, *, verb: str = "promotion", color: bool = False, ended: bool = False
+) -> list[str]:
+    """What went wrong in a failed run, for stderr; nothing for a run that succeeded.
+
+    The cause is printed once, under the service that caused it, with the command that
+    shows that deployment's whole log; every other service gets one line. ``ended``: the
+    run ended before it was looked at, so what the environment did is told in the past.
+    """
     if result.status == "succeeded":
         return []
+    keeps = "kept" if ended else "keeps"
     lines = [
-        _paint(
-            f"The {verb} failed: {result.environment.name} keeps serving its previous deployments.",
+        paint(
+            f"The {verb} failed: {result.environment.name} {keeps} serving its previous "
+            "deployments.",
             "failed",
             color,
         )
     ]
-    for d in sorted(result.deployments, key=lambda d: d.service_name):
-        if d.status in ("failed", "stopped") or d.failure_message:
-            reason = d.failure_message or d.status
-            # The platform's failure messages usually name the service already.
-            prefix = "" if reason.startswith(f"{d.service_name}: ") else f"{d.service_name}: "
-            lines.append(f"  {prefix}{reason}")
+    failed = [
+        d
+        for d in sorted(result.deployments, key=lambda d: d.service_name)
+        if d.status in ("failed", "stopped") or d.failure_message
+    ]
+    causes = {d.service_name for d in failed if not _BECAUSE.match(d.failure_message or "")}
+    for d in failed:
+        reason = d.failure_message or d.status
+        because = _BECAUSE.match(reason)
+        if because is not None and because["cause"] in causes:
+            lines.append(f"  {d.service_name}: not {because['verb']}: {because['cause']} failed")
+            continue
+        if because is not None:  # the cause is not in this result: keep its reason here
+            reason = reason[len(because["service"]) + 2 :]
+        # The platform's failure messages usually name the service already.
+        prefix = "" if reason.startswith(f"{d.service_name}: ") else f"{d.service_name}: "
+        lines.extend(f"  {line}" for line in f"{prefix}{reason}".splitlines())
+        if d.status == "failed":
+            lines.append(f"    all of its output: {logs_command(d.id)}")
     return lines
 
 
@@ -153,9 +227,9 @@ def step_line(event: StepEvent, *, tz: tzinfo | None = None, color: bool = False
     when = _clock_of(event.at, tz)
     step = event.step if event.status == "running" else f"{event.step} {event.status}"
     parts = [
-        _paint(when, "dim", color),
-        _paint(event.service_name, "bold", color),
-        _paint(step, event.status, color),
+        paint(when, "dim", color),
+        paint(event.service_name, "bold", color),
+        paint(step, event.status, color),
     ]
     if event.message:
         parts.append(event.message)
@@ -176,11 +250,11 @@ def deployment_change_line(
 ) -> str:
     """``12:00:01.204  api  running  awaiting_readiness  health pending``: a new status or stage."""
     parts = [
-        _paint(clock(at, tz), "dim", color),
-        _paint(deployment.service_name, "bold", color),
-        _paint(deployment.status, deployment.status, color),
+        paint(clock(at, tz), "dim", color),
+        paint(deployment.service_name, "bold", color),
+        paint(deployment.status, deployment.status, color),
         deployment.promotion_stage,
-        "health " + _paint(deployment.health, deployment.health, color),
+        "health " + paint(deployment.health, deployment.health, color),
     ]
     line = "  ".join(parts)
     if deployment.failure_message:
@@ -188,18 +262,17 @@ def deployment_change_line(
     return line
 
 
-def progress_line(frame: str, label: str, steps: Mapping[str, str]) -> str:
-    """The spinner's line: ``⠋ promoting to production  api checking_readiness · web queued``."""
-    current = " · ".join(f"{service} {step}" for service, step in sorted(steps.items()))
-    return f"{frame} {label}  {current}".rstrip()
-
-
 # --- deployment list -------------------------------------------------------------------------
 
 
+LIST_COLUMNS = ("SERVICE", "DEPLOYMENT", "STATUS", "STAGE", "ACTIVE", "CREATED", "ROUTE")
+
+
 def list_lines(listing: ListResponse, *, color: bool = False) -> list[str]:
-    """One line per deployment, newest first: service, id, status, stage, active, created, route."""
-    rows = [
+    """A header row, then one line per deployment, newest first: service, id, status, stage,
+    active, created, and the route for an active deployment (no other is reached through it)."""
+    rows = [[(title, "dim") for title in LIST_COLUMNS]]
+    rows.extend(
         [
             (d.service_name, "bold"),
             (d.id, ""),
@@ -207,10 +280,10 @@ def list_lines(listing: ListResponse, *, color: bool = False) -> list[str]:
             (d.promotion_stage, ""),
             ("active" if d.is_active else "-", "active" if d.is_active else "dim"),
             (d.created_at, "dim"),
-            (d.route_url or "-", ""),
+            ((d.route_url or "-") if d.is_active else "-", ""),
         ]
         for d in listing.deployments
-    ]
+    )
     return _table(rows, color)
 
 

@@ -252,6 +252,14 @@ def write_project(
     return target
 
 
+def result_rows(stdout: str) -> list[list[str]]:
+    """The rows of a text result (or ``deployment list``), split in cells: what follows its
+    column headers."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:1] == ["SERVICE"])
+    return [line.split() for line in lines[start + 1 :] if line.strip()]
+
+
 def http_get(url: str, timeout: float = 5) -> str:
     """GET through a route, as a browser would: a new connection each time."""
     with httpx.Client(timeout=timeout) as client:

@@ -49,18 +49,53 @@ def result(status: str = "succeeded", *deployments: ReadSummary) -> RunResult:
     )
 
 
-def test_result_lines_one_per_service_aligned() -> None:
+def test_result_lines_header_then_one_row_per_service() -> None:
     lines = render.result_lines(result())
     assert lines == [
-        "api  dep_api  succeeded  http://127.0.0.1:9003/  4.2s",
-        "web  dep_web  succeeded  http://127.0.0.1:9003/  4.2s",
+        "shop  staging → production  run run_1  succeeded  4.2s",
+        "SERVICE  DEPLOYMENT  STATUS     ROUTE                   DURATION",
+        "api      dep_api     succeeded  http://127.0.0.1:9003/  4.2s",
+        "web      dep_web     succeeded  http://127.0.0.1:9003/  4.2s",
     ]
 
 
+def test_result_header_of_a_deploy() -> None:
+    deployed = msgspec.structs.replace(result(), source_environment=None)
+    assert (
+        render.result_lines(deployed)[0] == "shop  deploy to production  run run_1  succeeded  4.2s"
+    )
+
+
+def test_result_header_says_new_environment_and_joined_run_when_the_result_does() -> None:
+    class Joined(RunResult):
+        environment_created: bool = False
+        joined: bool = False
+
+    joined = Joined(
+        **{f: getattr(result(), f) for f in RunResult.__struct_fields__},
+        environment_created=True,
+        joined=True,
+    )
+    assert render.header_line(joined) == (
+        "shop  staging → production (new environment)  joined run run_1 already in progress"
+        "  succeeded  4.2s"
+    )
+
+
 def test_result_lines_without_route_or_completion() -> None:
-    worker = summary("worker", route_url=None, completed_at=None, status="failed")
-    (line,) = render.result_lines(result("failed", worker))
-    assert line.split() == ["worker", "dep_worker", "failed", "-", "-"]
+    worker = summary("worker", route_url=None, completed_at=None, status="stopped", is_active=False)
+    (line,) = render.result_lines(result("failed", worker))[2:]
+    assert line.split() == ["worker", "dep_worker", "stopped", "-", "-"]
+
+
+def test_a_failed_deployment_is_not_shown_as_served_by_its_route() -> None:
+    previous = summary("web", id="dep_old")
+    failed = summary("web", id="dep_new", status="failed", is_active=False)
+    failed_run = msgspec.structs.replace(result("failed", failed), active_deployments=[previous])
+    (line,) = render.result_lines(failed_run)[2:]
+    assert "not switched: http://127.0.0.1:9003/ still serves dep_old" in line
+    first = msgspec.structs.replace(failed_run, active_deployments=[])
+    assert render.result_lines(first)[2].split()[3:5] == ["not", "switched"]
 
 
 def test_colour_only_when_asked() -> None:
@@ -75,7 +110,16 @@ def test_failure_lines() -> None:
     failed = summary("web", status="failed", failure_message="web: GET /healthz answered 503")
     lines = render.failure_lines(result("failed", failed, summary("api")))
     assert lines[0] == ("The promotion failed: production keeps serving its previous deployments.")
-    assert lines[1:] == ["  web: GET /healthz answered 503"]
+    assert lines[1:] == [
+        "  web: GET /healthz answered 503",
+        "    all of its output: compartment deployment logs dep_web",
+    ]
+
+
+def test_failure_lines_of_a_run_that_had_ended_are_in_the_past() -> None:
+    failed = summary("web", status="failed", failure_message="web: boom")
+    lines = render.failure_lines(result("failed", failed), ended=True)
+    assert lines[0] == "The promotion failed: production kept serving its previous deployments."
 
 
 def test_failure_lines_name_each_service_once() -> None:
@@ -86,8 +130,39 @@ def test_failure_lines_name_each_service_once() -> None:
     )
     assert render.failure_lines(failed)[1:] == [
         "  api: readiness GET /healthz answered 503",
+        "    all of its output: compartment deployment logs dep_api",
         "  web: exited with code 3",
+        "    all of its output: compartment deployment logs dep_web",
     ]
+
+
+def test_a_cause_is_printed_once_under_its_service() -> None:
+    crash = (
+        "s14: process exited with code 1 before it was ready; last log lines:\n"
+        "  Traceback (most recent call last):\n  ValueError: boom"
+    )
+    services = [f"s{i:02d}" for i in range(20)]
+    deployments = [
+        summary(
+            s,
+            status="failed",
+            failure_message=crash
+            if s == "s14"
+            else f"{s}: not promoted, because s14: process exited with code 1 before it was ready;"
+            " last log lines:\n  Traceback (most recent call last):\n  ValueError: boom",
+        )
+        for s in services
+    ]
+    lines = render.failure_lines(result("failed", *deployments))
+    assert sum("ValueError: boom" in line for line in lines) == 1
+    assert "  s03: not promoted: s14 failed" in lines
+    at = lines.index("  s14: process exited with code 1 before it was ready; last log lines:")
+    assert lines[at + 1 : at + 4] == [
+        "    Traceback (most recent call last):",
+        "    ValueError: boom",
+        "    all of its output: compartment deployment logs dep_s14",
+    ]
+    assert len(lines) == 1 + 19 + 4
 
 
 def test_result_json_is_the_documented_shape() -> None:
@@ -163,11 +238,6 @@ def test_format_duration() -> None:
     assert render.format_duration(7_380_000) == "2h03m"
 
 
-def test_progress_line() -> None:
-    line = render.progress_line("⠋", "promoting to production", {"web": "queued", "api": "x"})
-    assert line == "⠋ promoting to production  api x · web queued"
-
-
 def test_list_lines_and_json() -> None:
     listing = ListResponse(
         deployments=[summary("web"), summary("api", is_active=False, status="stopped")],
@@ -175,6 +245,18 @@ def test_list_lines_and_json() -> None:
         project=NameRef(name="shop"),
     )
     lines = render.list_lines(listing)
-    assert lines[0].split()[:5] == ["web", "dep_web", "succeeded", "active", "active"]
-    assert lines[1].split()[:5] == ["api", "dep_api", "stopped", "active", "-"]
+    assert lines[0].split() == [
+        "SERVICE",
+        "DEPLOYMENT",
+        "STATUS",
+        "STAGE",
+        "ACTIVE",
+        "CREATED",
+        "ROUTE",
+    ]
+    assert lines[1].split()[:5] == ["web", "dep_web", "succeeded", "active", "active"]
+    assert lines[1].split()[-1] == "http://127.0.0.1:9003/"
+    # A stopped deployment is not reached through the route.
+    assert lines[2].split()[:5] == ["api", "dep_api", "stopped", "active", "-"]
+    assert lines[2].split()[-1] == "-"
     assert json.loads(render.list_json(listing))["project"] == {"name": "shop"}

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from typer._click.exceptions import ClickException
 
 from compartment_cli import __version__
 from compartment_cli.cli.coercion import DirectCommand, DirectGroup
@@ -31,7 +30,14 @@ if TYPE_CHECKING:
     from compartment_cli.cli.output import Output
     from compartment_cli.client.connection import Connection
     from compartment_cli.models.descriptor import Descriptor
-    from compartment_cli.workflows.watch import WaitOptions
+    from compartment_cli.workflows.follow import WaitOptions
+
+if TYPE_CHECKING:
+    from typer._click.exceptions import ClickException
+else:
+    # The usage errors typer finds itself (typer.BadParameter and its kin): their common
+    # base, found through the public name, whatever typer calls its vendored click.
+    ClickException = next(k for k in typer.BadParameter.__mro__ if k.__name__ == "ClickException")
 
 # `\b` keeps click from re-wrapping the table.
 EXIT_CODES_EPILOG = "\b\n" + EXIT_CODE_HELP
@@ -196,7 +202,7 @@ STALL_TIMEOUT_ENV = "COMPARTMENT_STREAM_STALL_TIMEOUT"
 
 def _wait_options(timeout: str) -> WaitOptions:
     from compartment_cli.client.events import DEFAULT_STALL_TIMEOUT
-    from compartment_cli.workflows.watch import WaitOptions
+    from compartment_cli.workflows.follow import WaitOptions
 
     stall_timeout = DEFAULT_STALL_TIMEOUT
     if value := os.environ.get(STALL_TIMEOUT_ENV, "").strip():

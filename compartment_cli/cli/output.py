@@ -6,7 +6,7 @@ It picks one progress reporter per command:
 
 - ``--verbose``: one line per event on stderr, the moment it arrives
   (also with ``--output json``: stdout stays one JSON document);
-- otherwise, on a terminal and in text mode: a spinner on stderr;
+- otherwise, on a terminal and in text mode: the live view on stderr, one row per service;
 - otherwise: nothing but warnings and errors.
 
 ``Output.run`` is the one place where a command's outcome becomes an exit
@@ -16,8 +16,6 @@ anything unexpected as a bug report, traceback only with ``COMPARTMENT_DEBUG=1``
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import os
 import sys
 import threading
@@ -41,7 +39,7 @@ if TYPE_CHECKING:
     from compartment_cli.models.api import ListResponse, ReadSummary
     from compartment_cli.models.events import StepEvent
     from compartment_cli.models.result import RunResult
-    from compartment_cli.workflows.watch import Progress, RunTarget
+    from compartment_cli.workflows.follow import Progress, RunTarget
 
 REPORT_TO = "the compartment-cli issue tracker"
 NOT_CONFIGURED_HINT = (
@@ -50,7 +48,6 @@ NOT_CONFIGURED_HINT = (
     "COMPARTMENT_API_URL and COMPARTMENT_TOKEN."
 )
 DEBUG_ENV = "COMPARTMENT_DEBUG"
-_FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
 
 def _is_tty(stream: TextIO) -> bool:
@@ -141,7 +138,7 @@ class Output:
         if self.verbose:
             return _LineReporter(self.stderr, color=self.stderr_color)
         if not self.json and _is_tty(self.stderr):
-            return _SpinnerReporter(self.stderr, color=self.stderr_color)
+            return _LiveReporter(self.stderr, color=self.stderr_color)
         return _Reporter(self.stderr, color=self.stderr_color)
 
     # --- what a command ends with ---------------------------------------------------------
@@ -163,9 +160,9 @@ class Output:
         else:
             self._write_lines(self.stdout, render.result_lines(result, color=self.stdout_color))
         verb = "promotion" if result.source_environment is not None else "deployment"
-        self._write_lines(
-            self.stderr, render.failure_lines(result, verb=verb, color=self.stderr_color)
-        )
+        ended = self._progress is not None and self._progress.ended_before
+        lines = render.failure_lines(result, verb=verb, color=self.stderr_color, ended=ended)
+        self._write_lines(self.stderr, lines)
         return int(code)
 
     def listing(self, listing: ListResponse) -> int:
@@ -232,6 +229,8 @@ class _Reporter:
         self.stream = stream
         self.color = color
         self.run_id: str | None = None
+        self.ended_before = False
+        """The run had ended before it was looked at (``deployment watch`` of an old run)."""
         self._lock = threading.Lock()
 
     def _line(self, text: str) -> None:
@@ -241,6 +240,7 @@ class _Reporter:
 
     def run_started(self, target: RunTarget) -> None:
         self.run_id = target.run_id
+        self.ended_before = target.final_status is not None
 
     def step(self, event: StepEvent) -> None:
         pass
@@ -254,6 +254,9 @@ class _Reporter:
     def warning(self, message: str) -> None:
         self._line(f"warning: {message}")
 
+    def flush(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -261,9 +264,11 @@ class _Reporter:
 class _LineReporter(_Reporter):
     """``--verbose``: every event, one line each, as it arrives.
 
-    The lines of events that arrive together (a burst the workflow handles in
-    one go) are written together, before the event loop next waits: one write
-    per burst instead of one per line, which a flood of events is mostly made of.
+    Within the event loop, the step lines of events that arrive together (a
+    burst the workflow handles in one go) are written together when the
+    workflow next waits (``flush``): one write per burst instead of one per
+    line, which a flood of events is mostly made of. Any other line first
+    writes out the pending ones; outside the event loop every line goes at once.
     """
 
     def __init__(self, stream: TextIO, *, color: bool) -> None:
@@ -271,14 +276,8 @@ class _LineReporter(_Reporter):
         self._pending: list[str] = []
 
     def _line(self, text: str) -> None:
-        if not self._pending:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # not within the event loop: write it at once
-                super()._line(text)
-                return
-            loop.call_soon(self.flush)
         self._pending.append(text)
+        self.flush()
 
     def flush(self) -> None:
         lines, self._pending = self._pending, []
@@ -306,7 +305,11 @@ class _LineReporter(_Reporter):
         self._line(f"{now}  run {target.run_id}  {what}: {services or 'no deployments'}")
 
     def step(self, event: StepEvent) -> None:
-        self._line(render.step_line(event, color=self.color))
+        line = render.step_line(event, color=self.color)
+        if self._pending or _in_event_loop():
+            self._pending.append(line)
+        else:
+            self._line(line)
 
     def deployment_changed(self, deployment: ReadSummary, *, polled: bool) -> None:
         # With the event stream, the step events already tell this, and why.
@@ -318,51 +321,49 @@ class _LineReporter(_Reporter):
         self._line(f"{render.clock(datetime.now(UTC))}  {message}")
 
 
+def _in_event_loop() -> bool:
+    import anyio
+
+    try:
+        anyio.get_current_task()
+    except RuntimeError:  # anyio's NoEventLoopError
+        return False
+    return True
+
+
 def _by_svc(item: tuple[str, str]) -> str:
     return item[1]
 
 
-class _SpinnerReporter(_Reporter):
-    """On a terminal: one line redrawn in place with each service's current step."""
+class _LiveReporter(_Reporter):
+    """On a terminal: the live view (``compartment_cli.view``), one row per service, redrawn in
+    place; erased at the end, so the final result is what stays."""
 
-    def __init__(self, stream: TextIO, *, color: bool, interval: float = 0.1) -> None:
+    def __init__(self, stream: TextIO, *, color: bool) -> None:
         super().__init__(stream, color=color)
-        self._label = "starting"
-        self._steps: dict[str, str] = {}
-        self._stop = threading.Event()
-        self._interval = interval
-        self._thread = threading.Thread(target=self._spin, name="spinner", daemon=True)
-        self._thread.start()
+        from compartment_cli.view.terminal import LiveScreen
 
-    def _spin(self) -> None:
-        for frame in itertools.cycle(_FRAMES):
-            if self._stop.wait(self._interval):
-                return
-            with self._lock:
-                line = render.progress_line(frame, self._label, self._steps)
-                self.stream.write("\r\x1b[2K" + line)
-                self.stream.flush()
+        self._screen = LiveScreen(stream, color=color)
 
     def _line(self, text: str) -> None:
-        with self._lock:
-            self.stream.write("\r\x1b[2K" + text + "\n")
-            self.stream.flush()
+        self._screen.line(text)
 
     def run_started(self, target: RunTarget) -> None:
         super().run_started(target)
-        verb = "promoting" if target.source_environment is not None else "deploying"
-        self._label = f"{verb} to {target.environment}"
-        self._steps = {service: "queued" for service in target.services.values()}
+        self._screen.begin(
+            project=target.project,
+            target=target.environment,
+            source=target.source_environment,
+            run_id=target.run_id,
+            services=target.services,
+            started_at=target.created_at or target.requested_at,
+        )
 
     def step(self, event: StepEvent) -> None:
-        self._steps = {**self._steps, event.service_name: event.step}
+        self._screen.step(event)
 
     def deployment_changed(self, deployment: ReadSummary, *, polled: bool) -> None:
-        self._steps = {**self._steps, deployment.service_name: deployment.promotion_stage}
+        self._screen.deployment(deployment)
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(1.0)
-        with self._lock:
-            self.stream.write("\r\x1b[2K")
-            self.stream.flush()
+        self._screen.close()

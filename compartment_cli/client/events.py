@@ -28,6 +28,7 @@ from httpx_sse import EventSource, ServerSentEvent, aconnect_sse
 
 from compartment_cli.client.api import (
     DEFAULT_RETRY,
+    TIME_SCALE,
     RetryPolicy,
     address_of,
     describe_transport_error,
@@ -46,7 +47,7 @@ __all__ = [
     "NoEventStream",
 ]
 
-DEFAULT_STALL_TIMEOUT = 45.0
+DEFAULT_STALL_TIMEOUT = 45.0 * TIME_SCALE
 MAX_EVENT_BYTES = 1024 * 1024
 MAX_WARNINGS = 5
 # Once a run is being followed, ride out a control plane restart.

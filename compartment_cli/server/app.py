@@ -47,6 +47,7 @@ from compartment_cli.server.bus import EventBus
 from compartment_cli.server.openapi import openapi_document
 from compartment_cli.server.orchestrator import Orchestrator, Refusal
 from compartment_cli.server.store import Environment, Project, Store
+from compartment_cli.server.summaries import Summaries
 
 log = logging.getLogger("compartment.server")
 
@@ -57,12 +58,12 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 @dataclass
 class State:
     store: Store
+    summaries: Summaries
     bus: EventBus
     orchestrator: Orchestrator
     artifacts: ArtifactStore
     token: str
     tmp_dir: Path
-    route_host: str
     events_enabled: bool
     max_upload_bytes: int
     ping_interval: float
@@ -230,11 +231,10 @@ async def deployment_status(request: Request) -> Response:
         deployments = store.environment_deployments(environment.id, service=query.service_name)
     return json_response(
         StatusResponse(
-            active_deployments=store.read_summaries(
-                store.active_deployments(environment.id, service=query.service_name),
-                route_host=state.route_host,
+            active_deployments=state.summaries.read(
+                store.active_deployments(environment.id, service=query.service_name)
             ),
-            deployments=store.read_summaries(deployments, route_host=state.route_host),
+            deployments=state.summaries.read(deployments),
             environment=NameRef(name=environment.name),
             project=NameRef(name=project.name),
         )
@@ -257,7 +257,7 @@ async def list_deployments(request: Request) -> Response:
     )
     return json_response(
         ListResponse(
-            deployments=store.read_summaries(deployments, route_host=state.route_host),
+            deployments=state.summaries.read(deployments),
             environment=NameRef(name=environment.name),
             project=NameRef(name=project.name),
         )
@@ -284,9 +284,7 @@ async def get_run(request: Request) -> Response:
             project=NameRef(name=store.project_by_id(run.project_id).name),
             environment=NameRef(name=store.environment_by_id(run.environment_id).name),
             source_environment=source,
-            deployments=store.read_summaries(
-                store.run_deployments(run.id), route_host=state.route_host
-            ),
+            deployments=state.summaries.read(store.run_deployments(run.id)),
             created_at=run.created_at,
             completed_at=run.completed_at,
         )

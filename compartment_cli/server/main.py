@@ -107,6 +107,7 @@ def serve(options: ServerOptions) -> int:
     from compartment_cli.server.routes import RouteTable
     from compartment_cli.server.runtime import Supervisor
     from compartment_cli.server.store import Store
+    from compartment_cli.server.summaries import Summaries
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s compartment server: %(message)s", stream=sys.stderr
@@ -172,12 +173,12 @@ def serve(options: ServerOptions) -> int:
 
     state = State(
         store=store,
+        summaries=Summaries(store, route_host),
         bus=bus,
         orchestrator=orchestrator,
         artifacts=artifacts,
         token=token,
         tmp_dir=tmp_dir,
-        route_host=route_host,
         events_enabled=options.events,
         max_upload_bytes=options.max_upload_bytes,
         ping_interval=options.ping_interval,

@@ -56,6 +56,7 @@ from compartment_cli.server.runtime import (
 )
 from compartment_cli.server.spawn import ProcessSpec
 from compartment_cli.server.store import Deployment, Environment, Project, Run, Store, new_id, now
+from compartment_cli.server.summaries import Summaries
 
 log = logging.getLogger("compartment.server")
 
@@ -148,6 +149,7 @@ class Orchestrator:
         bench_flood: int = 0,
     ) -> None:
         self._store = store
+        self._summaries = Summaries(store, route_host)
         self._bus = bus
         self._supervisor = supervisor
         self._routes = routes
@@ -388,10 +390,7 @@ class Orchestrator:
         assert run is not None
         return DeployResponse(
             deployment_run_id=run.id,
-            deployments=[
-                self._store.deployment_summary(d, route_host=self._route_host)
-                for d in self._store.run_deployments(run.id)
-            ],
+            deployments=self._summaries.deployments(self._store.run_deployments(run.id)),
             environment=self._store.environment_by_id(run.environment_id).summary(),
             project=self._store.project_by_id(run.project_id).summary(),
         )
@@ -425,9 +424,7 @@ class Orchestrator:
         )
 
     def _summary(self, deployment_id: str) -> ReadSummary:
-        deployment = self._store.deployment(deployment_id)
-        assert deployment is not None
-        return self._store.read_summary(deployment, route_host=self._route_host)
+        return self._summaries.read_one(deployment_id)
 
     def _update(self, context: _RunContext, deployment_id: str, **changes: object) -> None:
         self._store.update_deployment(deployment_id, **changes)  # type: ignore[arg-type]
@@ -789,9 +786,7 @@ class Orchestrator:
             RunCompletedEvent(
                 deployment_run_id=context.run.id,
                 status=status,
-                deployments=self._store.read_summaries(
-                    self._store.run_deployments(context.run.id), route_host=self._route_host
-                ),
+                deployments=self._summaries.read(self._store.run_deployments(context.run.id)),
                 at=now(),
             ),
         )

@@ -279,11 +279,13 @@ async def check_readiness(
     last_reported: str | None = None
     last_report_at = 0.0
     described = f"GET {path}: no answer"
+    attempts = 0
     while True:
         if proc.returncode() is not None:
             return ReadinessResult(False, _exit_message(proc, "before it was ready"))
         remaining = deadline - time.monotonic()
         outcome = await _probe(proc.port, path, max(0.05, min(_ATTEMPT_TIMEOUT, remaining)))
+        attempts += 1
         if isinstance(outcome, int) and 200 <= outcome < 300:
             elapsed = time.monotonic() - started
             return ReadinessResult(True, f"{_describe(path, outcome)} after {_seconds(elapsed)}")
@@ -292,7 +294,7 @@ async def check_readiness(
         if now >= deadline:
             break
         if described != last_reported or now - last_report_at >= _REPORT_EVERY:
-            report(f"{described}, retrying")
+            report(f"{described} (attempt {attempts}), retrying")
             last_reported, last_report_at = described, now
         if await _exited_within(proc, min(interval, deadline - now)):
             return ReadinessResult(False, _exit_message(proc, "before it was ready"))

@@ -2,38 +2,34 @@
 runs, deployments, routes and the event log.
 
 One connection, used only from the event loop's thread: every statement is
-short and local, so nothing here awaits. Rows come back as small dataclasses;
-``read_summary`` turns a deployment into the wire shape the API serves.
+short and local, so nothing here awaits. sqlite3's own same-thread check stays
+on (the server creates the store on the thread that then runs the loop), so a
+use from a worker thread fails loudly instead of racing. Rows come back as
+small dataclasses; ``summaries.py`` turns them into the API's wire shapes.
 """
 
 from __future__ import annotations
 
 import secrets
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 
 import msgspec
 
 from compartment_cli.models.api import (
     DeploymentStatus,
-    DeploymentSummary,
     EnvironmentSummary,
     Health,
-    OperationStatus,
-    OperationSummary,
     ProjectSummary,
     PromotionStage,
-    ReadSummary,
-    ResolvedBuildConfig,
-    ResolvedReadinessConfig,
-    ResolvedRunConfig,
     RunStatus,
 )
-from compartment_cli.models.descriptor import ROUTED_KINDS, ServiceConfig
+from compartment_cli.models.descriptor import ServiceConfig
 
 LOCAL_ORGANIZATION_ID = "org_local"
 
@@ -178,23 +174,15 @@ class Deployment:
     previous_id: str | None
     """The deployment this one replaces when it becomes active."""
 
-    @property
+    @cached_property
     def service(self) -> ServiceConfig:
+        """``config`` decoded, once per row read."""
         return msgspec.json.decode(self.config, type=ServiceConfig)
-
-
-_OPERATION_STATUS: dict[str, OperationStatus] = {
-    "queued": "queued",
-    "running": "running",
-    "succeeded": "succeeded",
-    "failed": "failed",
-    "stopped": "succeeded",
-}
 
 
 class Store:
     def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
@@ -338,6 +326,14 @@ class Store:
         ).fetchone()
         return Run(*row) if row else None
 
+    def runs_by_id(self, run_ids: Collection[str]) -> dict[str, Run]:
+        marks = ", ".join("?" * len(run_ids))
+        rows = self._db.execute(
+            f"SELECT {self._RUN_COLUMNS} FROM runs WHERE id IN ({marks})",  # noqa: S608
+            tuple(run_ids),
+        )
+        return {row[0]: Run(*row) for row in rows}
+
     def unfinished_runs(self) -> list[Run]:
         rows = self._db.execute(
             f"SELECT {self._RUN_COLUMNS} FROM runs"  # noqa: S608
@@ -444,6 +440,16 @@ class Store:
         ).fetchone()
         return int(row[0]) if row else None
 
+    def routes_of(self, environment_ids: Collection[str]) -> dict[tuple[str, str], int]:
+        """The route ports of these environments, by (environment id, service name)."""
+        marks = ", ".join("?" * len(environment_ids))
+        rows = self._db.execute(
+            "SELECT environment_id, service_name, port FROM routes"  # noqa: S608
+            f" WHERE environment_id IN ({marks})",
+            tuple(environment_ids),
+        )
+        return {(row[0], row[1]): int(row[2]) for row in rows}
+
     def save_route(self, environment_id: str, service_name: str, port: int) -> None:
         # An upsert on the route's key, not INSERT OR REPLACE: that would silently
         # delete another route whose port this one collides with.
@@ -490,72 +496,3 @@ class Store:
     def last_event_id(self) -> int:
         row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
         return int(row[0]) if row else 0
-
-    # --- wire shapes ------------------------------------------------------------
-
-    def route_url(self, deployment: Deployment, host: str) -> str | None:
-        if deployment.service.kind not in ROUTED_KINDS:
-            return None
-        port = self.route_port(deployment.environment_id, deployment.service_name)
-        return f"http://{host}:{port}/" if port else None
-
-    def read_summary(self, deployment: Deployment, *, route_host: str) -> ReadSummary:
-        run = self.run(deployment.run_id)
-        assert run is not None
-        return ReadSummary(
-            id=deployment.id,
-            service_name=deployment.service_name,
-            deployment_run_id=deployment.run_id,
-            status=deployment.status,
-            promotion_stage=deployment.promotion_stage,
-            health=deployment.health,
-            is_active=bool(deployment.is_active),
-            label=None,
-            route_url=self.route_url(deployment, route_host),
-            failure_message=deployment.failure_message,
-            created_at=deployment.created_at,
-            completed_at=deployment.completed_at,
-            rollback_available=deployment.status == "succeeded" and not deployment.is_active,
-            operation=OperationSummary(
-                type=run.type,
-                status=_OPERATION_STATUS[deployment.status],
-                created_at=run.created_at,
-                completed_at=deployment.completed_at,
-            ),
-        )
-
-    def deployment_summary(self, deployment: Deployment, *, route_host: str) -> DeploymentSummary:
-        read = self.read_summary(deployment, route_host=route_host)
-        service = deployment.service
-        return DeploymentSummary(
-            id=read.id,
-            service_name=read.service_name,
-            status=read.status,
-            health=read.health,
-            route_url=read.route_url,
-            failure_message=read.failure_message,
-            is_active=read.is_active,
-            label=read.label,
-            created_at=read.created_at,
-            completed_at=read.completed_at,
-            operation=read.operation,
-            promotion_stage=read.promotion_stage,
-            readiness=(
-                ResolvedReadinessConfig(
-                    path=service.readiness.path, timeout_ms=service.readiness.timeout_ms
-                )
-                if service.readiness
-                else None
-            ),
-            rollback_available=read.rollback_available,
-            build=ResolvedBuildConfig(
-                command=service.build.command if service.build else None,
-                strategy=service.build.strategy if service.build else "auto",
-            ),
-            run=ResolvedRunConfig(command=service.run.command if service.run else None),
-        )
-
-    def read_summaries(
-        self, deployments: Iterable[Deployment], *, route_host: str
-    ) -> list[ReadSummary]:
-        return [self.read_summary(d, route_host=route_host) for d in deployments]

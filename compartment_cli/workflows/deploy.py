@@ -9,19 +9,18 @@ from pathlib import Path
 import anyio
 import httpx
 
-from compartment_cli.client.api import ApiClient
+from compartment_cli.client.api import ApiClient, open_client
 from compartment_cli.client.connection import Connection
 from compartment_cli.models.descriptor import Descriptor
 from compartment_cli.models.result import RunResult
-from compartment_cli.workflows.pack import pack_services
-from compartment_cli.workflows.watch import (
+from compartment_cli.workflows.follow import (
     Progress,
     RunTarget,
     WaitOptions,
     follow_run,
-    open_client,
     target_of,
 )
+from compartment_cli.workflows.pack import pack_services
 
 __all__ = ["DeployOptions", "deploy", "run_deploy"]
 

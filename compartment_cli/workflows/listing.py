@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from compartment_cli.client.api import ApiClient
+from compartment_cli.client.api import ApiClient, open_client
 from compartment_cli.client.connection import Connection
 from compartment_cli.models.api import ListResponse
-from compartment_cli.workflows.watch import open_client
 
 __all__ = ["list_deployments"]
 

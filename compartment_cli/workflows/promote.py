@@ -5,18 +5,17 @@ from __future__ import annotations
 import httpx
 import msgspec
 
-from compartment_cli.client.api import ApiClient
+from compartment_cli.client.api import ApiClient, open_client
 from compartment_cli.client.connection import Connection
 from compartment_cli.errors import UsageError
 from compartment_cli.models.api import PromoteRequest
 from compartment_cli.models.base import ENVIRONMENT_NAME_RULE, PROJECT_NAME_RULE, SERVICE_NAME_RULE
 from compartment_cli.models.result import RunResult
-from compartment_cli.workflows.watch import (
+from compartment_cli.workflows.follow import (
     Progress,
     RunTarget,
     WaitOptions,
     follow_run,
-    open_client,
     target_of,
 )
 

@@ -3,6 +3,9 @@ same messages as typer's own coercion."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +13,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from compartment_cli.cli import coercion
 from compartment_cli.cli.app import OutputFormat
 from compartment_cli.cli.coercion import DirectCommand, DirectGroup
 
@@ -75,3 +79,66 @@ def test_bad_values_are_usage_errors_with_typers_messages(args: list[str], messa
     result = runner.invoke(app, ["probe", "x", *args])
     assert result.exit_code == 2
     assert message in result.output
+
+
+# --- when typer's internals change -----------------------------------------------------------
+
+
+def _wrong_signature(*args: object) -> object:
+    raise TypeError("takes 1 positional argument but 2 were given")
+
+
+@pytest.mark.parametrize("private", ["coerce_cli_choice", "coerce_cli_path"])
+def test_a_changed_private_signature_falls_back_to_typers_own_parsing(
+    monkeypatch: pytest.MonkeyPatch, private: str
+) -> None:
+    monkeypatch.setattr(coercion, private, _wrong_signature)
+    app, seen = probe_app()
+    result = runner.invoke(app, ["probe", "x", "--output", "JSON", "--where", "d", "--count", "7"])
+    assert result.exit_code == 0, result.output
+    assert (seen["output"], seen["where"], seen["count"]) == (OutputFormat.json, Path("d"), 7)
+    bad = runner.invoke(app, ["probe", "x", "--output", "yaml"])
+    assert bad.exit_code == 2
+    assert "'yaml' is not one of 'text', 'json'." in bad.output
+
+
+def test_a_typer_whose_hook_looks_different_keeps_its_own_coercion(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Renamed:
+        pass
+
+    monkeypatch.setattr(coercion, "TypeDescriptor", Renamed)
+    installed: list[object] = []
+    app, seen = probe_app()
+    monkeypatch.setattr(coercion, "_DirectParam", lambda **kw: installed.append(kw))
+    result = runner.invoke(app, ["probe", "x", "--output", "json", "--count", "5"])
+    assert result.exit_code == 0, result.output
+    assert (seen["output"], seen["count"]) == (OutputFormat.json, 5)
+    assert installed == []
+
+
+def test_the_cli_imports_and_parses_without_typers_private_modules() -> None:
+    # As if typer had renamed its vendored click and its coercion modules: they are
+    # loaded for typer itself, then hidden while the CLI is imported (typer, not the
+    # CLI, loads parts of them lazily while parsing); the CLI then parses without
+    # its direct coercion, through typer's own.
+    probe = (
+        "import sys, json, typer, typer.core, typer.main\n"
+        "hidden = {n: m for n, m in sys.modules.items() if n.startswith(('typer._click',"
+        " 'typer._coercion', 'typer._param_types'))}\n"
+        "sys.modules.update(dict.fromkeys(hidden))\n"
+        "from compartment_cli.cli.app import run\n"
+        "from compartment_cli.cli import coercion\n"
+        "assert coercion.RuntimeParam is None\n"
+        "sys.modules.update(hidden)\n"
+        "code = run(['promote', '--from', 'a', '--to', 'a', '--project', 'shop', '-o', 'JSON'])\n"
+        "assert code == 2, code\n"
+        "code = run(['promote', '--from', 'a', '-o', 'json'])\n"
+        "assert code == 2, code\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    first, second = (json.loads(line)["error"] for line in done.stdout.splitlines())
+    assert first["code"] == "same_environment"
+    assert "--to" in second["message"]

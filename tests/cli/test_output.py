@@ -91,13 +91,11 @@ def test_colour_needs_a_terminal_and_no_no_color() -> None:
 def test_text_result_on_stdout_exit_0() -> None:
     out = output()
     assert out.run(lambda: RESULT) == 0
-    assert text(out.stdout).split() == [
-        "api",
-        "dep_1",
-        "succeeded",
-        "http://127.0.0.1:9000/",
-        "1.0s",
-    ]
+    header, columns, row = text(out.stdout).splitlines()
+    assert header.startswith(f"{RESULT.project.name}  ")
+    assert "run run_1" in header
+    assert columns.split() == ["SERVICE", "DEPLOYMENT", "STATUS", "ROUTE", "DURATION"]
+    assert row.split() == ["api", "dep_1", "succeeded", "http://127.0.0.1:9000/", "1.0s"]
     assert text(out.stderr) == ""
 
 
@@ -189,20 +187,22 @@ def test_no_progress_off_a_terminal_but_warnings() -> None:
     assert reporter.run_id == "run_1"
 
 
-def test_spinner_on_a_terminal_shows_each_service_step_and_clears_itself() -> None:
-    out = output(tty=True)
+def test_live_view_on_a_terminal_shows_each_service_and_erases_itself() -> None:
+    out = output(tty=True, NO_COLOR="1")
     reporter = out._reporter()
     reporter.run_started(TARGET)
     reporter.step(STEP)
     time.sleep(0.35)
     reporter.close()
     drawn = text(out.stderr)
-    assert "promoting to production  api checking_readiness" in drawn
-    assert drawn.endswith("\r\x1b[2K")
+    assert "\x1b[2K  api  waiting for readiness" in drawn
+    assert not any(code in drawn for code in ("\x1b[1m", "\x1b[2m", "\x1b[33m"))  # NO_COLOR
+    assert "GET /healthz answered 503, retrying" in drawn
+    assert drawn.endswith("\x1b[J\x1b[?25h")  # erased, cursor shown again
     assert text(out.stdout) == ""
 
 
-def test_no_spinner_in_json_mode_on_a_terminal() -> None:
+def test_no_live_view_in_json_mode_on_a_terminal() -> None:
     out = output(json=True, tty=True)
     reporter = out._reporter()
     reporter.run_started(TARGET)

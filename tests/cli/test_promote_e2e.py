@@ -19,7 +19,7 @@ import msgspec
 import pytest
 
 from compartment_cli.models.result import RunResult
-from tests.support import COMPARTMENT, ControlPlane, http_get
+from tests.support import COMPARTMENT, ControlPlane, http_get, result_rows
 
 PROMOTE = ("promote", "--from", "staging", "--to", "production")
 
@@ -142,11 +142,14 @@ def test_promote_all_services(control_plane: ControlPlane, project: Any) -> None
 
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""  # not a terminal: nothing but errors
-    lines = done.stdout.splitlines()
-    assert [line.split()[0] for line in lines] == ["api", "web"]
+    rows = result_rows(done.stdout)
+    assert [row[0] for row in rows] == ["api", "web"]
     production = control_plane.active("shop", "production")
-    for line in lines:
-        service, deployment_id, status, route, duration = line.split()
+    header = done.stdout.splitlines()[0].split()
+    assert header[:5] == ["shop", "staging", "→", "production", "run"]
+    assert header[6:] == ["succeeded", header[-1]]
+    for row in rows:
+        service, deployment_id, status, route, duration = row
         assert deployment_id == production[service]["id"]
         assert status == "succeeded"
         assert route == production[service]["routeUrl"]
@@ -245,6 +248,16 @@ def test_failing_readiness_exits_1_and_the_old_version_keeps_answering(
     assert "web:" in done.stderr
     after = control_plane.active("shop", "production")
     assert {s: d["id"] for s, d in after.items()} == {s: d["id"] for s, d in before.items()}
+    # The route is not shown beside a failed deployment as if it served it.
+    rows = {row[0]: " ".join(row) for row in result_rows(done.stdout)}
+    for service in ("api", "web"):
+        previous = after[service]
+        assert (
+            f"not switched: {previous['routeUrl']} still serves {previous['id']}" in rows[service]
+        )
+    # The cause is told once, under web; api gets one line.
+    assert "  api: not promoted: web failed" in done.stderr.splitlines()
+    assert done.stderr.count("readiness") == 1, done.stderr
     assert http_get(after["web"]["routeUrl"]).startswith("200 1.0.0")
 
     as_json = cli(
@@ -427,7 +440,7 @@ def test_timeout_exits_124_and_watch_follows_the_run_to_its_end(
     # A run that has ended is reported at once, the same way.
     again = cli(control_plane, "deployment", "watch", run_id, cwd=directory)
     assert again.returncode == 0
-    assert [line.split()[0] for line in again.stdout.splitlines()] == ["api", "web"]
+    assert [row[0] for row in result_rows(again.stdout)] == ["api", "web"]
 
 
 def test_sigint_exits_130_and_says_how_to_follow_the_run(
@@ -492,7 +505,7 @@ def test_polling_without_the_event_stream_gives_the_same_result(
 
         text = cli(plane, "deploy", "--env", "staging", cwd=directory)
         assert text.returncode == 0, text.stderr
-        assert [line.split()[0] for line in text.stdout.splitlines()] == ["api", "web"]
+        assert [row[0] for row in result_rows(text.stdout)] == ["api", "web"]
     finally:
         plane.stop()
 
@@ -514,7 +527,16 @@ def test_deploy_and_deployment_list(control_plane: ControlPlane, project: Any) -
 
     listed = cli(control_plane, "deployment", "list", "--env", "staging", cwd=directory)
     assert listed.returncode == 0, listed.stderr
-    assert {line.split()[1] for line in listed.stdout.splitlines()} == {
+    assert listed.stdout.split()[:7] == [
+        "SERVICE",
+        "DEPLOYMENT",
+        "STATUS",
+        "STAGE",
+        "ACTIVE",
+        "CREATED",
+        "ROUTE",
+    ]
+    assert {row[1] for row in result_rows(listed.stdout)} == {
         d["id"] for d in result["deployments"]
     }
     as_json = cli(

@@ -8,7 +8,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from compartment_cli.client.api import ApiClient, RetryPolicy, open_http_client
+from compartment_cli.client.api import (
+    TIME_SCALE_ENV,
+    ApiClient,
+    RetryPolicy,
+    open_http_client,
+    time_scale,
+)
 from compartment_cli.errors import ApiRefused, NotAuthorized, Unavailable, UsageError
 from compartment_cli.models.api import PromoteRequest
 
@@ -285,3 +291,37 @@ def test_retry_policy_backs_off_and_is_bounded() -> None:
     assert 0.8 <= delays[0] <= 1.0
     assert all(d <= 3.0 for d in delays)
     assert delays[-1] >= 2.4
+
+
+@pytest.mark.parametrize(
+    ("value", "scale"),
+    [("0.1", 0.1), (" 0.5 ", 0.5), ("1", 1.0), ("", 1.0), ("0", 1.0), ("-1", 1.0),
+     ("10", 1.0), ("nan", 1.0), ("fast", 1.0)],
+)  # fmt: skip
+def test_the_hidden_time_scale_only_shortens(value: str, scale: float) -> None:
+    assert time_scale({TIME_SCALE_ENV: value}) == scale
+
+
+def test_the_time_scale_shortens_a_real_commands_retries(tmp_path: Path) -> None:
+    # Nothing listens on the port: every attempt is refused at once, so the command's
+    # length is its retry pauses (0.25 + 0.5 + 1 s, less jitter, at full length).
+    import socket
+    import subprocess
+    import time
+
+    from tests.support import COMPARTMENT, clean_environ
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    args = [COMPARTMENT, "deployment", "list", "--project", "shop", "--api-url", url]
+    lengths = []
+    for scale in ("1", "0.01"):
+        started = time.monotonic()
+        env = clean_environ(COMPARTMENT_CLI_CONFIG_DIR=str(tmp_path), **{TIME_SCALE_ENV: scale})
+        done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=60)
+        lengths.append(time.monotonic() - started)
+        assert done.returncode == 5, done.stderr
+        assert "after 4 attempts" in done.stderr
+    assert lengths[0] >= 1.4
+    assert lengths[1] < lengths[0] - 1.0

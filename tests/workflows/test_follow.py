@@ -32,8 +32,8 @@ from compartment_cli.models.api import (
     StatusResponse,
 )
 from compartment_cli.models.events import StepEvent
+from compartment_cli.workflows.follow import RunTarget, WaitOptions
 from compartment_cli.workflows.promote import promote, promote_request
-from compartment_cli.workflows.watch import RunTarget, WaitOptions
 
 pytestmark = pytest.mark.anyio
 
@@ -234,6 +234,9 @@ class Recorder:
 
     def warning(self, message: str) -> None:
         self.warnings.append(message)
+
+    def flush(self) -> None:
+        pass
 
 
 async def test_subscribes_before_the_post_and_follows_only_its_run() -> None:

@@ -1,0 +1,110 @@
+"""Rows of the store as the API's wire shapes: ReadSummary and DeploymentSummary.
+
+A listing costs a fixed number of queries however many deployments it holds:
+one for their runs and one for their routes, never one per row. Each
+deployment's stored service JSON is decoded once (``Deployment.service``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from compartment_cli.models.api import (
+    DeploymentSummary,
+    OperationStatus,
+    OperationSummary,
+    ReadSummary,
+    ResolvedBuildConfig,
+    ResolvedReadinessConfig,
+    ResolvedRunConfig,
+)
+from compartment_cli.models.descriptor import ROUTED_KINDS
+from compartment_cli.server.store import Deployment, Run, Store
+
+_OPERATION_STATUS: dict[str, OperationStatus] = {
+    "queued": "queued",
+    "running": "running",
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "stopped": "succeeded",
+}
+
+
+class Summaries:
+    """Maps deployments to wire shapes; route URLs use ``route_host``."""
+
+    def __init__(self, store: Store, route_host: str) -> None:
+        self._store = store
+        self._route_host = route_host
+
+    def read(self, deployments: Sequence[Deployment]) -> list[ReadSummary]:
+        """The ReadSummary of each deployment, in the same order (two queries in all)."""
+        if not deployments:
+            return []
+        runs = self._store.runs_by_id({d.run_id for d in deployments})
+        ports = self._store.routes_of({d.environment_id for d in deployments})
+        return [self._read(d, runs[d.run_id], ports) for d in deployments]
+
+    def read_one(self, deployment_id: str) -> ReadSummary:
+        deployment = self._store.deployment(deployment_id)
+        assert deployment is not None
+        return self.read([deployment])[0]
+
+    def deployments(self, deployments: Sequence[Deployment]) -> list[DeploymentSummary]:
+        """The DeploymentSummary (a ReadSummary plus the resolved config) of each deployment."""
+        return [
+            _with_config(read, deployment)
+            for read, deployment in zip(self.read(deployments), deployments, strict=True)
+        ]
+
+    def _read(
+        self, deployment: Deployment, run: Run, ports: dict[tuple[str, str], int]
+    ) -> ReadSummary:
+        port = ports.get((deployment.environment_id, deployment.service_name))
+        routed = deployment.service.kind in ROUTED_KINDS
+        return ReadSummary(
+            id=deployment.id,
+            service_name=deployment.service_name,
+            deployment_run_id=deployment.run_id,
+            status=deployment.status,
+            promotion_stage=deployment.promotion_stage,
+            health=deployment.health,
+            is_active=bool(deployment.is_active),
+            label=None,
+            route_url=f"http://{self._route_host}:{port}/" if routed and port else None,
+            failure_message=deployment.failure_message,
+            created_at=deployment.created_at,
+            completed_at=deployment.completed_at,
+            rollback_available=deployment.status == "succeeded" and not deployment.is_active,
+            operation=OperationSummary(
+                type=run.type,
+                status=_OPERATION_STATUS[deployment.status],
+                created_at=run.created_at,
+                completed_at=deployment.completed_at,
+            ),
+        )
+
+
+def _with_config(read: ReadSummary, deployment: Deployment) -> DeploymentSummary:
+    """The write endpoints' shape: the read fields it shares, plus the resolved config."""
+    service = deployment.service
+    shared = {
+        name: getattr(read, name)
+        for name in DeploymentSummary.__struct_fields__
+        if name in ReadSummary.__struct_fields__
+    }
+    return DeploymentSummary(
+        **shared,
+        readiness=(
+            ResolvedReadinessConfig(
+                path=service.readiness.path, timeout_ms=service.readiness.timeout_ms
+            )
+            if service.readiness
+            else None
+        ),
+        build=ResolvedBuildConfig(
+            command=service.build.command if service.build else None,
+            strategy=service.build.strategy if service.build else "auto",
+        ),
+        run=ResolvedRunConfig(command=service.run.command if service.run else None),
+    )
