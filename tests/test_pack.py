@@ -40,6 +40,9 @@ def project(tmp_path: Path) -> Path:
     write(root / "web" / "src" / "stale.pyc", "x")
     write(root / "web" / "node_modules" / "left-pad" / "index.js", "x")
     write(root / "web" / ".venv" / "pyvenv.cfg", "x")
+    # What the platform leaves out by name is only version control: the rest is the
+    # project's .gitignore's to say.
+    write(root / "web" / ".gitignore", "__pycache__/\n*.pyc\nnode_modules/\n.venv/\n.gitignore\n")
     write(root / "api" / "main.py", "app = None\n")
     return root
 

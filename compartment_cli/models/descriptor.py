@@ -26,6 +26,8 @@ ResourcePreset = Literal["postgres"]
 SERVICE_KINDS: Final[tuple[str, ...]] = get_args(ServiceKind)
 BUILD_STRATEGIES: Final[tuple[str, ...]] = get_args(BuildStrategy)
 READINESS_TYPES: Final[tuple[str, ...]] = get_args(ReadinessType)
+DOCKERFILE: Final[BuildStrategy] = "dockerfile"
+"""The strategy that builds from a Dockerfile: no build.command, packages or run.command."""
 ROUTED_KINDS: Final[frozenset[str]] = frozenset({"web", "api"})
 STATIC_KIND: Final = "static"
 MAX_READINESS_TIMEOUT_MS: Final = 300_000
@@ -191,3 +193,16 @@ class DeployManifest(Request):
     services: dict[ServiceName, ServiceConfig]
     environment_name: EnvironmentName = "production"
     service_name: ServiceName | None = None
+
+
+def keys_not_used_locally(descriptor: Descriptor, services: list[str]) -> list[str]:
+    """The keys of ``NOT_USED_LOCALLY`` that ``descriptor`` sets, as key paths."""
+    found = ["resources"] if descriptor.resources else []
+    for name in services:
+        data = msgspec.to_builtins(descriptor.services[name])
+        for key in NOT_USED_LOCALLY:
+            parent, _, child = key.rpartition(".")
+            holder = data.get(parent, {}) if parent else data
+            if child in holder:
+                found.append(f"services.{name}.{key}")
+    return found

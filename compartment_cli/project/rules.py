@@ -13,6 +13,7 @@ from typing import Final
 
 from compartment_cli.models.descriptor import (
     BACKUP_VOLUME,
+    DOCKERFILE,
     STATIC_KIND,
     BuildConfig,
     BuildPackages,
@@ -63,12 +64,12 @@ def _packages_rule(checker: NodeReader, at: _At, packages: Data) -> bool:
 
 def _build_rule(checker: NodeReader, at: _At, build: Data) -> bool:
     ok = True
-    if build.get("strategy") == "dockerfile":
+    if build.get("strategy") == DOCKERFILE:
         for key in ("command", "packages", "outputDirectory"):
             if key in build:
                 checker.report(
                     checker.locate(at, key),
-                    "is only supported when the build uses railpack, not strategy: dockerfile",
+                    f"is only supported when the build uses railpack, not strategy: {DOCKERFILE}",
                 )
                 ok = False
     return ok
@@ -95,10 +96,10 @@ def _service_rule(checker: NodeReader, at: _At, service: Data) -> bool:
     run = service.get("run", {})
     assert isinstance(build, dict)
     assert isinstance(run, dict)
-    if build.get("strategy") == "dockerfile" and "command" in run:
+    if build.get("strategy") == DOCKERFILE and "command" in run:
         checker.report(
             checker.locate(at, "run", "command"),
-            "is only supported when the build uses railpack, not strategy: dockerfile",
+            f"is only supported when the build uses railpack, not strategy: {DOCKERFILE}",
         )
         ok = False
     if service.get("kind") == STATIC_KIND:
