@@ -40,6 +40,7 @@ PromotionStage = Literal[
     "rolled_back",
     "stopped",
 ]
+PROMOTION_STAGES: Final[tuple[str, ...]] = get_args(PromotionStage)
 ReusableImageState = Literal["available", "cleaned", "missing"]
 RunStatus = Literal["queued", "running", "succeeded", "failed"]
 
