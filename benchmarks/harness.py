@@ -178,6 +178,8 @@ class Plane:
     root: Path
     extra_args: list[str] = field(default_factory=list)
     port: int = field(default_factory=free_port)
+    command: list[str] = field(default_factory=lambda: [COMPARTMENT, "server"])
+    """How the control plane starts: ``compartment server``, or a benchmark's own entry."""
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -212,7 +214,7 @@ class Plane:
         self.root.mkdir(parents=True, exist_ok=True)
         env = base_environ()
         env["COMPARTMENT_CLI_CONFIG_DIR"] = str(self.root / "config")
-        args = [COMPARTMENT, "server", "--port", str(self.port), "--data-dir", str(self.data_dir)]
+        args = [*self.command, "--port", str(self.port), "--data-dir", str(self.data_dir)]
         with (self.root / "server.log").open("ab") as log:
             self.process = subprocess.Popen(
                 [*args, "--no-login", *self.extra_args],

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from benchmarks import completion, fanout, startup, throughput
-from benchmarks.harness import COMPARTMENT, PYTHON, Plane, median, percentile
+from benchmarks.harness import COMPARTMENT, PYTHON, REPO, Plane, median, percentile
 from benchmarks.table import Row, render
 
 STARTUP_VERSION = 3.0  # compartment --version: at most this × python -c pass
@@ -210,21 +210,29 @@ def fanout_rows(events: Plane, settings: Settings) -> list[Row]:
     ]
 
 
-def _flood_args(events: int) -> list[str]:
+FLOOD_SERVER = REPO / "benchmarks" / "flood_server.py"
+
+
+def _flood_plane(root: Path, events: int) -> Plane:
+    """A control plane whose promotions each start with ``events`` progress events."""
     # The event log keeps every event of the flooded runs: their first event's
     # commit time is where the rate is measured from.
-    return ["--bench-flood", str(events), "--event-retention", str(4 * events + 10_000)]
+    return Plane(
+        root,
+        command=[PYTHON, str(FLOOD_SERVER), "--bench-flood", str(events)],
+        extra_args=["--event-retention", str(4 * events + 10_000)],
+    )
 
 
 def throughput_rows(root: Path, settings: Settings) -> list[Row]:
     small, large = settings.flood_small, settings.flood_large
     scratch = root / "throughput"
     _log(f"throughput: deployment watch --verbose of {_count(small)} events")
-    with Plane(root / "flood-small", extra_args=_flood_args(small)) as plane:
+    with _flood_plane(root / "flood-small", small) as plane:
         plane.deploy_example()
         cli_small = throughput.with_cli(plane, small, scratch)
     _log(f"throughput: {_count(large)} events, deployment watch --verbose then bare httpx-sse")
-    with Plane(root / "flood-large", extra_args=_flood_args(large)) as plane:
+    with _flood_plane(root / "flood-large", large) as plane:
         plane.deploy_example()
         cli = throughput.with_cli(plane, large, scratch)
         bare = throughput.with_bare_sse(plane, large, scratch)

@@ -1,7 +1,7 @@
 """Throughput and memory of following a run with a flood of progress events.
 
-The control plane runs with ``--bench-flood N`` (hidden, benchmarks only):
-each promotion emits N progress events of its first deployment as soon as
+The control plane is ``benchmarks.flood_server`` (``compartment server`` with a
+benchmark-only hook): each promotion emits N progress events of its first deployment as soon as
 the target environment has a follower, as fast as followers take them.
 
 - The CLI: a promotion is requested through the API, then ``compartment

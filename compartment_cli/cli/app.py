@@ -400,7 +400,6 @@ def server(
     max_upload_bytes: Annotated[int, typer.Option("--max-upload-bytes", hidden=True)] = (
         200 * 1024 * 1024
     ),
-    bench_flood: Annotated[int, typer.Option("--bench-flood", hidden=True, min=0)] = 0,
 ) -> None:
     """Run the local control plane in the foreground until Ctrl-C."""
     from compartment_cli.server.main import ServerOptions, serve
@@ -416,7 +415,6 @@ def server(
         drain_timeout=drain_timeout,
         event_retention=event_retention,
         max_upload_bytes=max_upload_bytes,
-        bench_flood=bench_flood,
     )
     raise typer.Exit(serve(options))
 

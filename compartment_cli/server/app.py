@@ -44,8 +44,9 @@ from compartment_cli.models.api import (
 from compartment_cli.models.descriptor import DeployManifest
 from compartment_cli.server.artifacts import ArchiveError, ArtifactStore, read_deploy_archive
 from compartment_cli.server.bus import EventBus
+from compartment_cli.server.errors import Refusal, environment_not_found, project_not_found
 from compartment_cli.server.openapi import openapi_document
-from compartment_cli.server.orchestrator import Orchestrator, Refusal
+from compartment_cli.server.orchestrator import Orchestrator
 from compartment_cli.server.store import Environment, Project, Store
 from compartment_cli.server.summaries import Summaries
 
@@ -175,16 +176,12 @@ def _project_and_environment(
 ) -> tuple[Project, Environment | None]:
     project = state.store.project(project_name)
     if project is None:
-        raise Refusal(404, "project_not_found", f"project {project_name!r} not found")
+        raise project_not_found(project_name)
     if environment_name is None:
         return project, None
     environment = state.store.environment(project.id, environment_name)
     if environment is None:
-        raise Refusal(
-            404,
-            "environment_not_found",
-            f"environment {environment_name!r} not found in project {project_name!r}",
-        )
+        raise environment_not_found(environment_name, project_name)
     return project, environment
 
 

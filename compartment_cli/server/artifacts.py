@@ -42,7 +42,7 @@ The server stores each service's tree once, under ``<root>/<sha256>/``, named
 by ``ArtifactStore.digest_tree``: a SHA-256 over the sorted relative paths,
 each file's exec bit and each file's contents (directories included, so an
 empty directory counts). The service's ``build.command`` runs in a newly
-stored artifact (``run_build``). ``<root>/<sha256>.built`` is removed when a
+stored artifact (``builds.run_build``). ``<root>/<sha256>.built`` is removed when a
 build starts and written only after it succeeds, so an artifact whose build
 failed or was interrupted is built again by the next deploy, not reused. The
 marker lies beside the tree, not in it, so no uploaded file can pose as it.
@@ -63,16 +63,13 @@ import zlib
 from pathlib import Path
 from typing import Final, Protocol
 
-import anyio
 import msgspec
 
 from compartment_cli.models.descriptor import MANIFEST_NAME, SERVICES_DIR, DeployManifest
-from compartment_cli.server.spawn import ProcessSpec, Spawner, end_group
 
 MAX_MEMBERS: Final = 100_000
 MAX_MANIFEST_BYTES: Final = 1024 * 1024
 BUILT_SUFFIX: Final = ".built"
-BUILD_STOP_GRACE_SECONDS: Final = 2.0
 _CHUNK: Final = 1024 * 1024
 _DIGEST_LENGTH: Final = 64
 
@@ -423,7 +420,7 @@ class ArtifactStore:
         """Record that ``digest`` is built: for an artifact that needs no build command."""
         if not self.exists(digest):
             raise ValueError(f"artifact {digest} is not stored")
-        _write_marker(built_marker(self.path(digest)))
+        write_marker(built_marker(self.path(digest)))
 
 
 def built_marker(artifact_dir: Path) -> Path:
@@ -432,7 +429,8 @@ def built_marker(artifact_dir: Path) -> Path:
     return artifact_dir.with_name(f"{artifact_dir.name}{BUILT_SUFFIX}")
 
 
-def _write_marker(marker: Path) -> None:
+def write_marker(marker: Path) -> None:
+    """Write a marker file atomically: it exists whole or not at all."""
     partial = marker.with_name(f".{marker.name}.{uuid.uuid4().hex}")
     partial.write_text(f"{time.time():.3f}\n")
     os.replace(partial, marker)
@@ -454,64 +452,3 @@ def _list_tree(
             entries.append((relative, full, info))
         else:
             raise ValueError(f"'{full}' is neither a regular file nor a directory")
-
-
-# --- builds ------------------------------------------------------------------
-
-
-async def run_build(
-    spawner: Spawner,
-    spec: ProcessSpec,
-    *,
-    timeout: float,  # noqa: ASYNC109 - the build is killed, not just abandoned
-) -> tuple[bool, str]:
-    """Run the build ``spec.command`` in the artifact directory ``spec.cwd``: (ok, message).
-
-    Started by ``spawner`` like every child of the control plane (a cleaned
-    environment plus ``spec.extra_env``, its own process group, the leftover
-    marker, the parent-death signal). Output (stdout and stderr) is appended
-    to ``spec.log_path``, between a line with the command and a line with the
-    outcome. On timeout or cancellation the whole group gets SIGTERM, then
-    SIGKILL after a grace period, and anything the command left running in
-    its group is stopped when it ends.
-
-    The marker ``ArtifactStore.is_built`` reads (``built_marker(spec.cwd)``)
-    is removed before the command starts and written only when it succeeds, so
-    a failed, timed-out or interrupted build leaves the artifact unbuilt.
-    """
-    marker = built_marker(spec.cwd)
-    marker.unlink(missing_ok=True)
-    log_path = spec.log_path
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    with log_path.open("ab") as log:
-        log.write(f"$ {spec.command}\n".encode())
-        log.flush()
-        try:
-            process = await spawner.start(spec)
-        except OSError as exc:
-            message = f"build command could not start: {exc}"
-            log.write(f"==> {message}\n".encode())
-            return False, message
-        timed_out = False
-        try:
-            with anyio.move_on_after(timeout) as scope:
-                await process.wait()
-            timed_out = scope.cancelled_caught
-        finally:
-            with anyio.CancelScope(shield=True):
-                await end_group(process, BUILD_STOP_GRACE_SECONDS)
-        elapsed = time.monotonic() - started
-        code = process.returncode
-        if timed_out:
-            ok, message = False, f"build timed out after {timeout:g} s and was stopped"
-        elif code == 0:
-            ok, message = True, f"build finished in {elapsed:.1f} s"
-        elif code is not None and code < 0:
-            ok, message = False, f"build command was killed by signal {-code}"
-        else:
-            ok, message = False, f"build command exited with code {code}"
-        log.write(f"==> {message}\n".encode())
-    if ok:
-        _write_marker(marker)
-    return ok, message

@@ -20,7 +20,7 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from compartment_cli.models.config import (
     LOCAL_ORGANIZATION,
@@ -29,6 +29,9 @@ from compartment_cli.models.config import (
     config_path,
     record_remote,
 )
+
+if TYPE_CHECKING:
+    from compartment_cli.server.runs import RunHook
 
 log = logging.getLogger("compartment.server")
 
@@ -46,7 +49,6 @@ class ServerOptions:
     ping_interval: float = 15.0
     drain_timeout: float = 10.0
     event_retention: int = 100_000  # events kept in the log; older ones are pruned
-    bench_flood: int = 0  # benchmarks only: N extra progress events in each promotion
 
 
 def default_data_dir() -> Path:
@@ -96,8 +98,12 @@ def _bind_problem(host: str, port: int) -> str | None:
     return None
 
 
-def serve(options: ServerOptions) -> int:
-    """Serve until Ctrl-C or SIGTERM; returns the process exit code."""
+def serve(options: ServerOptions, *, before_start: RunHook | None = None) -> int:
+    """Serve until Ctrl-C or SIGTERM; returns the process exit code.
+
+    ``before_start`` is for benchmarks (``benchmarks/flood_server.py``): the
+    ``compartment server`` command never sets it.
+    """
     import uvicorn
 
     from compartment_cli.server.app import State, create_app
@@ -105,6 +111,7 @@ def serve(options: ServerOptions) -> int:
     from compartment_cli.server.bus import EventBus
     from compartment_cli.server.orchestrator import Orchestrator
     from compartment_cli.server.routes import RouteTable
+    from compartment_cli.server.runs import Services
     from compartment_cli.server.runtime import Supervisor
     from compartment_cli.server.store import Store
     from compartment_cli.server.summaries import Summaries
@@ -138,9 +145,11 @@ def serve(options: ServerOptions) -> int:
     routes = RouteTable(options.route_host)
     artifacts = ArtifactStore(data_dir / "artifacts")
     route_host = _url_host(options.route_host)
-    orchestrator = Orchestrator(
+    summaries = Summaries(store, route_host)
+    services = Services(
         store=store,
         bus=bus,
+        summaries=summaries,
         supervisor=supervisor,
         routes=routes,
         artifacts=artifacts,
@@ -148,32 +157,31 @@ def serve(options: ServerOptions) -> int:
         route_host=route_host,
         drain_timeout=options.drain_timeout,
         event_retention=options.event_retention,
-        bench_flood=options.bench_flood,
     )
+    orchestrator = Orchestrator(services, before_start=before_start)
     api_url = f"http://{_url_host(options.host)}:{options.port}"
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: object) -> AsyncIterator[None]:
-        await orchestrator.recover()
-        if options.login:
-            path = config_path()
-            try:
-                record_remote(path, LOCAL_REMOTE, api_url, token, LOCAL_ORGANIZATION)
-                log.info("recorded remote %r in %s", LOCAL_REMOTE, path)
-            except (ConfigFileError, OSError) as exc:
-                log.warning("could not record remote %r: %s", LOCAL_REMOTE, exc)
-        log.info("listening on %s (data in %s)", api_url, data_dir)
         try:
-            yield
+            async with orchestrator.running():
+                if options.login:
+                    path = config_path()
+                    try:
+                        record_remote(path, LOCAL_REMOTE, api_url, token, LOCAL_ORGANIZATION)
+                        log.info("recorded remote %r in %s", LOCAL_REMOTE, path)
+                    except (ConfigFileError, OSError) as exc:
+                        log.warning("could not record remote %r: %s", LOCAL_REMOTE, exc)
+                log.info("listening on %s (data in %s)", api_url, data_dir)
+                yield
         finally:
-            await orchestrator.shutdown()
             bus.close_all()
             await supervisor.stop_all(grace=3.0)
             await routes.close()
 
     state = State(
         store=store,
-        summaries=Summaries(store, route_host),
+        summaries=summaries,
         bus=bus,
         orchestrator=orchestrator,
         artifacts=artifacts,

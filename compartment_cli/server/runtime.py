@@ -210,7 +210,7 @@ async def _probe(port: int, path: str, seconds: float) -> int | str:
     """One GET; the status code, or a short description of what went wrong."""
     writer: asyncio.StreamWriter | None = None
     try:
-        async with asyncio.timeout(seconds):
+        with anyio.fail_after(seconds):
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(
                 f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
@@ -249,11 +249,9 @@ def _describe(path: str, outcome: int | str) -> str:
 async def _exited_within(proc: RunningProcess, seconds: float) -> bool:
     if proc.returncode() is not None:
         return True
-    try:
-        await asyncio.wait_for(proc.wait(), max(seconds, 0))
-    except TimeoutError:
-        return False
-    return True
+    with anyio.move_on_after(max(seconds, 0)):
+        await proc.wait()
+    return proc.returncode() is not None
 
 
 async def check_readiness(

@@ -180,6 +180,18 @@ class Deployment:
         return msgspec.json.decode(self.config, type=ServiceConfig)
 
 
+@dataclass(frozen=True)
+class Change:
+    """What ``Store.update_deployment`` changes in a deployment's row; None keeps a column."""
+
+    status: DeploymentStatus | None = None
+    stage: PromotionStage | None = None
+    health: Health | None = None
+    is_active: bool | None = None
+    failure_message: str | None = None
+    completed: bool = False  # completed_at becomes now
+
+
 class Store:
     def __init__(self, path: Path) -> None:
         self._db = sqlite3.connect(path, isolation_level=None)
@@ -398,32 +410,22 @@ class Store:
         )
         return [Deployment(*row) for row in rows]
 
-    def update_deployment(
-        self,
-        deployment_id: str,
-        *,
-        status: DeploymentStatus | None = None,
-        stage: PromotionStage | None = None,
-        health: Health | None = None,
-        is_active: bool | None = None,
-        failure_message: str | None = None,
-        completed: bool = False,
-    ) -> None:
+    def update_deployment(self, deployment_id: str, change: Change) -> None:
         sets: list[str] = []
         params: list[object] = []
         for column, value in (
-            ("status", status),
-            ("promotion_stage", stage),
-            ("health", health),
-            ("failure_message", failure_message),
+            ("status", change.status),
+            ("promotion_stage", change.stage),
+            ("health", change.health),
+            ("failure_message", change.failure_message),
         ):
             if value is not None:
                 sets.append(f"{column} = ?")
                 params.append(value)
-        if is_active is not None:
+        if change.is_active is not None:
             sets.append("is_active = ?")
-            params.append(int(is_active))
-        if completed:
+            params.append(int(change.is_active))
+        if change.completed:
             sets.append("completed_at = ?")
             params.append(now())
         if not sets:

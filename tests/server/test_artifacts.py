@@ -29,8 +29,8 @@ from compartment_cli.server.artifacts import (
     ArchiveError,
     ArtifactStore,
     read_deploy_archive,
-    run_build,
 )
+from compartment_cli.server.builds import run_build
 from compartment_cli.server.spawn import ProcessSpec, Spawner
 from compartment_cli.workflows.pack import pack_services
 
