@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,7 @@ from compartment_cli.project import (
     find_project_file,
     load_project_file,
 )
+from tests.support import COMPARTMENT, clean_environ
 
 FULL = """\
 # The shop.
@@ -712,3 +714,51 @@ def mutate(text: str, mutations: list[tuple[object, ...]]) -> str:
 @given(MUTATIONS)
 def test_mutations_of_a_valid_file(tmp_path: Path, mutations: list[tuple[object, ...]]) -> None:
     check_outcome(tmp_path / PROJECT_FILE, mutate(FULL, mutations).encode())
+
+
+# --- what a user sees (the real executable) -------------------------------------------
+
+
+def run_compartment(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = clean_environ(
+        COMPARTMENT_CLI_CONFIG_DIR=str(cwd / ".config"),
+        COMPARTMENT_API_URL="http://127.0.0.1:9",
+        COMPARTMENT_TOKEN="t",
+        NO_COLOR="1",
+    )
+    return subprocess.run(
+        [COMPARTMENT, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_every_problem_line_is_an_error_line(tmp_path: Path) -> None:
+    write(tmp_path, "name: Shop\nservices:\n  web:\n    kind: nope\n")
+    completed = run_compartment(tmp_path, "promote", "--from", "a", "--to", "b")
+    assert completed.returncode == 2
+    lines = completed.stderr.splitlines()
+    assert lines == [
+        'error: compartment.yml:1: name: "Shop" is not a project slug: lowercase letters, '
+        "digits and '-', starting with a letter, at most 63 characters",
+        "error: compartment.yml:3: services.web.path: is required",
+        "error: compartment.yml:4: services.web.kind: must be one of api, cron, job, static, "
+        'web, worker, not "nope"',
+    ]
+
+
+def test_a_yaml_syntax_error_is_told_in_words_at_its_line(tmp_path: Path) -> None:
+    write(tmp_path, "name: shop\nservices:\n  web: .\n   api: .\n")
+    completed = run_compartment(tmp_path, "promote", "--from", "a", "--to", "b")
+    assert completed.returncode == 2
+    assert completed.stderr == (
+        "error: compartment.yml:4: YAML syntax error: a ':' where no key may start: check this "
+        "line's indentation against the line above, or quote a value that contains ': '\n"
+    )
+
+
+def test_a_missing_service_path_is_reported_at_its_line(tmp_path: Path) -> None:
+    write(tmp_path, "name: shop\nservices:\n  api: .\n  web:\n    path: nowhere\n")
+    completed = run_compartment(tmp_path, "deploy")
+    assert completed.returncode == 2
+    assert completed.stderr.startswith(
+        "error: compartment.yml:5: service 'web': path 'nowhere' does not exist"
+    )

@@ -184,7 +184,7 @@ class Output:
         if self.json:
             self._write_json(render.error_json(error.code, message, code))
         else:
-            self._write_error(message)
+            self._write_error(error.message, hint=message.removeprefix(error.message).strip())
         return code
 
     def unexpected(self, exc: BaseException) -> int:
@@ -213,9 +213,14 @@ class Output:
             stream.write("".join(line + "\n" for line in lines))
             stream.flush()
 
-    def _write_error(self, message: str) -> None:
+    def _write_error(self, message: str, hint: str = "") -> None:
+        """Every line of ``message`` as an ``error:`` line (several problems of compartment.yml
+        give several lines), then ``hint`` as it is."""
         prefix = "\x1b[31merror:\x1b[0m " if self.stderr_color else "error: "
-        self.stderr.write(prefix + message.rstrip("\n") + "\n")
+        lines = [prefix + line for line in message.rstrip("\n").splitlines() or [""]]
+        if hint:
+            lines.append(hint)
+        self.stderr.write("\n".join(lines) + "\n")
         self.stderr.flush()
 
 
