@@ -17,6 +17,7 @@ import msgspec
 import pytest
 
 from compartment_cli.models import api
+from compartment_cli.models.config import LOCAL_ORGANIZATION, record_remote
 from compartment_cli.server.openapi import openapi_document
 from tests.conformance import CHECKED, _document, assert_conforms, problems
 from tests.support import ControlPlane
@@ -179,3 +180,35 @@ def test_schema_file_names_the_contract_version() -> None:
     comment = json.loads(Path(__file__).with_name("platform.schema.json").read_text())["$comment"]
     assert "compartmentdev/compartment" in comment
     assert "4955a5147794b19d20ba9c818219dfc53db662a7" in comment
+
+
+def test_recording_the_remote_keeps_what_the_user_chose(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(
+        json.dumps(
+            {
+                "currentRemote": "cloud",
+                "remotes": {
+                    "cloud": {"apiUrl": "https://api.example", "sessionToken": "s"},
+                    "local": {"apiUrl": "http://old", "currentOrganization": {"id": "o"}},
+                },
+            }
+        )
+    )
+    record_remote(path, "local", "http://127.0.0.1:8787", "tok", LOCAL_ORGANIZATION)
+    config = json.loads(path.read_text())
+    assert config["currentRemote"] == "cloud"
+    assert config["remotes"]["cloud"] == {"apiUrl": "https://api.example", "sessionToken": "s"}
+    # An incomplete organization is replaced; the official CLI needs id, name and slug.
+    assert config["remotes"]["local"]["currentOrganization"] == {
+        "id": "org_local",
+        "name": "Local",
+        "slug": "local",
+    }
+    assert_conforms("CliConfig", config)
+
+    chosen = {"id": "org_9", "name": "Mine", "slug": "mine"}
+    config["remotes"]["local"]["currentOrganization"] = chosen
+    path.write_text(json.dumps(config))
+    record_remote(path, "local", "http://127.0.0.1:8787", "tok", LOCAL_ORGANIZATION)
+    assert json.loads(path.read_text())["remotes"]["local"]["currentOrganization"] == chosen
