@@ -67,7 +67,6 @@ NOT_USED_LOCALLY: Final = (
     "ports",
     "accessMode",
     "release",
-    "resources",
     "connections",
     "build.env",
     "build.include",
@@ -76,7 +75,8 @@ NOT_USED_LOCALLY: Final = (
     "build.strategy",
     "run.restart",
 )
-"""Keys the platform acts on that the local control plane accepts and ignores.
+"""Keys of a service the platform acts on that the local control plane accepts and ignores
+(so is the top-level ``resources``).
 
 ``build.env`` names variables the platform hands a build; a local build sees
 the control plane's own environment (minus its secrets) anyway.

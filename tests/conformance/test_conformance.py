@@ -10,6 +10,8 @@ same keys as the platform's shapes.
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from compartment_cli.models import api
 from compartment_cli.models.config import LOCAL_ORGANIZATION, record_remote
 from compartment_cli.server.openapi import openapi_document
 from tests.conformance import CHECKED, _document, assert_conforms, problems
-from tests.support import ControlPlane
+from tests.support import COMPARTMENT, ControlPlane
 
 PROJECT = "shop"
 
@@ -212,3 +214,31 @@ def test_recording_the_remote_keeps_what_the_user_chose(tmp_path: Path) -> None:
     path.write_text(json.dumps(config))
     record_remote(path, "local", "http://127.0.0.1:8787", "tok", LOCAL_ORGANIZATION)
     assert json.loads(path.read_text())["remotes"]["local"]["currentOrganization"] == chosen
+
+
+def test_deploy_verbose_says_what_it_packed_and_what_is_not_used(
+    control_plane: ControlPlane, project: Any
+) -> None:
+    directory = project("1.0.0", web={})
+    descriptor = json.loads((directory / "compartment.yml").read_text())
+    descriptor["services"]["web"]["ports"] = [3000]
+    descriptor["services"]["web"]["accessMode"] = "public"
+    descriptor["resources"] = {"db": {"preset": "postgres"}}
+    (directory / "compartment.yml").write_text(json.dumps(descriptor))
+    (directory / ".gitignore").write_text("*.log\n")
+    (directory / "web" / "debug.log").write_text("x")
+    completed = subprocess.run(
+        [COMPARTMENT, "deploy", "--env", "staging", "--verbose"],
+        cwd=directory,
+        env=control_plane.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "left out 1 paths (1 by .gitignore)" in completed.stderr
+    assert re.search(r"packed \d+ files, \d+ bytes", completed.stderr)
+    assert (
+        "not used by the local control plane: resources, services.web.ports, "
+        "services.web.accessMode" in completed.stderr
+    )
