@@ -16,7 +16,9 @@ is ``failed`` and it exits 1 (``exit_code_for_status``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import IntEnum
+from typing import Self
 
 
 class ExitCode(IntEnum):
@@ -44,16 +46,32 @@ Exit codes:
   130  interrupted (the promotion goes on in the control plane)"""
 
 
+@dataclass(frozen=True)
+class RunRef:
+    """The run an error happened to, once there is one: for the JSON error document."""
+
+    run_id: str
+    project: str | None = None
+    environment: str | None = None
+
+
 class CompartmentError(Exception):
-    """An expected failure: a code for JSON, a message for people, an exit code."""
+    """An expected failure: a code for JSON, a message for people, an exit code, and the
+    run it happened to, if one had started."""
 
     exit_code: ExitCode = ExitCode.UNAVAILABLE
     default_code = "error"
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(self, message: str, *, code: str | None = None, run: RunRef | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.code = code or self.default_code
+        self.run = run
+
+    def about(self, run: RunRef | None) -> Self:
+        """This error, naming ``run`` in its JSON document."""
+        self.run = run
+        return self
 
 
 class UsageError(CompartmentError):
@@ -86,14 +104,17 @@ class _RunContinues(CompartmentError):
         run_id: str | None = None,
         code: str | None = None,
         kind: str = "promotion",
+        run: RunRef | None = None,
     ) -> None:
-        if run_id is not None:
+        if run is None and run_id is not None:
+            run = RunRef(run_id)
+        if run is not None:
             message = (
                 f"{message} The {kind} goes on in the control plane; "
-                f"follow it again with: compartment deployment watch {run_id}"
+                f"follow it again with: compartment deployment watch {run.run_id}"
             )
-        super().__init__(message, code=code)
-        self.run_id = run_id
+        super().__init__(message, code=code, run=run)
+        self.run_id = None if run is None else run.run_id
 
 
 class WaitTimedOut(_RunContinues):

@@ -13,7 +13,7 @@ from datetime import datetime, tzinfo
 
 import msgspec
 
-from compartment_cli.models.api import ListResponse, ReadSummary, parse_timestamp
+from compartment_cli.models.api import ListResponse, NameRef, ReadSummary, parse_timestamp
 from compartment_cli.models.events import StepEvent
 from compartment_cli.models.result import ErrorDetail, ErrorDocument, RunResult
 
@@ -213,10 +213,26 @@ def result_json(result: RunResult) -> bytes:
     return msgspec.json.encode(result) + b"\n"
 
 
-def error_json(code: str, message: str, exit_code: int) -> bytes:
-    """``{"error": {"code", "message", "exitCode"}}``, newline-ended."""
-    document = ErrorDocument(error=ErrorDetail(code=code, message=message, exit_code=exit_code))
-    return msgspec.json.encode(document) + b"\n"
+def error_json(
+    code: str,
+    message: str,
+    exit_code: int,
+    *,
+    run_id: str | None = None,
+    project: str | None = None,
+    environment: str | None = None,
+) -> bytes:
+    """``{"error": {"code", "message", "exitCode"}}``, newline-ended; with
+    ``deploymentRunId``, ``project`` and ``environment`` when the error happened to a run."""
+    detail = ErrorDetail(
+        code=code,
+        message=message,
+        exit_code=exit_code,
+        deployment_run_id=run_id,
+        project=None if project is None else NameRef(name=project),
+        environment=None if environment is None else NameRef(name=environment),
+    )
+    return msgspec.json.encode(ErrorDocument(error=detail)) + b"\n"
 
 
 # --- progress --------------------------------------------------------------------------------

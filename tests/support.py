@@ -271,6 +271,17 @@ def http_get(url: str, timeout: float = 5) -> str:
         return f"{response.status_code} {response.text.strip()}"
 
 
+def wait_serving(url: str, timeout: float = 20) -> str:
+    """GET through a route until it answers 200 (a restarted control plane brings
+    each deployment back on its own, its route answering 503 until then)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = http_get(url)
+        if answer.startswith("200 ") or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.02)
+
+
 def plane_state(plane: ControlPlane) -> dict[str, Any]:
     """Every row of every table and every file around the data dir (but the DB's own and the
     server's log): what a refused request must leave exactly as it was."""

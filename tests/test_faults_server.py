@@ -23,7 +23,7 @@ from tests.fault_scenarios import (
     wait_until,
 )
 from tests.faults import FaultProxy, Mode
-from tests.support import ControlPlane, http_get, write_project
+from tests.support import ControlPlane, http_get, wait_serving, write_project
 
 NEVER = 3600  # seconds: "ready" later than any test lasts
 
@@ -58,9 +58,10 @@ def test_killed_and_restarted_mid_promotion_ends_failed_with_the_reason(
     plane.kill()
     time.sleep(2.5)
     plane.start()  # same port, same data dir
-    # As soon as the control plane is back, each route serves what it served before.
+    # Once the control plane is back, each route serves what it served before
+    # (as soon as that deployment is ready again).
     for url in routes.values():
-        assert http_get(url).startswith("200 1.0.0 "), url
+        assert wait_serving(url).startswith("200 1.0.0 "), url
     done = finish(started, 60, plane.token)
 
     assert done.returncode == 1, done
@@ -109,6 +110,8 @@ def test_never_back_ends_with_5_after_the_retries_or_124_at_the_timeout(
     assert fault_proxy.url in error["message"]
     assert "connection refused" in error["message"]
     assert f"see how it ended with: compartment deployment watch {run_id[1]}" in error["message"]
+    assert error["deploymentRunId"] == run_id[1]
+    assert timed_out.json()["error"]["deploymentRunId"] == run_id[1]
     assert gave_up.seconds < 60
 
     plane.start()  # only so that it stops what the killed server left running

@@ -67,15 +67,7 @@ def test_result_header_of_a_deploy() -> None:
 
 
 def test_result_header_says_new_environment_and_joined_run_when_the_result_does() -> None:
-    class Joined(RunResult):
-        environment_created: bool = False
-        joined: bool = False
-
-    joined = Joined(
-        **{f: getattr(result(), f) for f in RunResult.__struct_fields__},
-        environment_created=True,
-        joined=True,
-    )
+    joined = msgspec.structs.replace(result(), environment_created=True, joined=True)
     assert render.header_line(joined) == (
         "shop  staging → production (new environment)  joined run run_1 already in progress"
         "  succeeded  4.2s"
@@ -176,6 +168,8 @@ def test_result_json_is_the_documented_shape() -> None:
         "deployments",
         "activeDeployments",
         "durationMs",
+        "environmentCreated",
+        "joined",
     ]
     assert document["deployments"][0]["serviceName"] == "web"
     assert document["durationMs"] == 4200
@@ -187,6 +181,20 @@ def test_error_json() -> None:
     assert raw.count(b"\n") == 1
     assert json.loads(raw) == {
         "error": {"code": "timeout", "message": "Timed out.", "exitCode": 124}
+    }
+
+
+def test_error_json_names_the_run_once_there_is_one() -> None:
+    raw = render.error_json(
+        "timeout", "Timed out.", 124, run_id="run_1", project="shop", environment="production"
+    )
+    assert json.loads(raw)["error"] == {
+        "code": "timeout",
+        "message": "Timed out.",
+        "exitCode": 124,
+        "deploymentRunId": "run_1",
+        "project": {"name": "shop"},
+        "environment": {"name": "production"},
     }
 
 

@@ -120,6 +120,14 @@ RemoteOpt = Annotated[
     str | None,
     typer.Option("--remote", help="Remote of the CLI config file to use.", show_default=False),
 ]
+CreateEnvOpt = Annotated[
+    bool,
+    typer.Option(
+        "--create-env",
+        help="Create the target environment even if its name is close to an existing one's "
+        "(without it, a near-typo such as prodution is refused).",
+    ),
+]
 ApiUrlOpt = Annotated[
     str | None,
     typer.Option(
@@ -225,6 +233,7 @@ def promote(
     verbose: VerboseOpt = False,
     output: OutputOpt = OutputFormat.text,
     timeout: TimeoutOpt = "15m",
+    create_env: CreateEnvOpt = False,
     remote: RemoteOpt = None,
     api_url: ApiUrlOpt = None,
 ) -> None:
@@ -248,7 +257,9 @@ def promote(
         project_name, _, _ = _project(project, service)
         request = promote_request(project_name, source, target, service)
         connection = _connection(api_url, remote, out)
-        return out.wait_for_run(lambda progress: run_promote(connection, request, progress, wait))
+        return out.wait_for_run(
+            lambda progress: run_promote(connection, request, progress, wait, create_env=create_env)
+        )
 
     raise typer.Exit(out.run(body))
 
@@ -266,6 +277,7 @@ def deploy(
     verbose: VerboseOpt = False,
     output: OutputOpt = OutputFormat.text,
     timeout: TimeoutOpt = "15m",
+    create_env: CreateEnvOpt = False,
     remote: RemoteOpt = None,
     api_url: ApiUrlOpt = None,
 ) -> None:
@@ -291,6 +303,7 @@ def deploy(
             descriptor=descriptor,
             environment=environment,
             service=service,
+            create_env=create_env,
         )
         connection = _connection(api_url, remote, out)
         return out.wait_for_run(lambda progress: run_deploy(connection, options, progress, wait))

@@ -26,11 +26,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TextIO
 
 from compartment_cli import __version__, render
+from compartment_cli.cli.streams import PipeSafe
 from compartment_cli.errors import (
     CompartmentError,
     ExitCode,
     Interrupted,
     NotAuthorized,
+    RunRef,
     Unavailable,
     exit_code_for_status,
 )
@@ -87,9 +89,10 @@ class Output:
         stderr: TextIO | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Output:
+        # A reader that leaves early (`| head`) must not change the exit code.
         return cls(
-            stdout=sys.stdout if stdout is None else stdout,
-            stderr=sys.stderr if stderr is None else stderr,
+            stdout=PipeSafe.wrap(sys.stdout) if stdout is None else stdout,
+            stderr=PipeSafe.wrap(sys.stderr) if stderr is None else stderr,
             json=json,
             verbose=verbose,
             environ=dict(os.environ) if environ is None else environ,
@@ -115,8 +118,8 @@ class Output:
             try:
                 value = body()
             except KeyboardInterrupt:
-                run_id = self._progress.run_id if self._progress is not None else None
-                raise Interrupted("Interrupted.", run_id=run_id) from None
+                run = self._progress.run if self._progress is not None else None
+                raise Interrupted("Interrupted.", run=run) from None
         except CompartmentError as exc:
             return self.error(exc)
         except Exception as exc:
@@ -182,7 +185,16 @@ class Output:
         if self.not_configured and isinstance(error, Unavailable | NotAuthorized):
             message = f"{message}\n{NOT_CONFIGURED_HINT}"
         if self.json:
-            self._write_json(render.error_json(error.code, message, code))
+            run = error.run
+            document = render.error_json(
+                error.code,
+                message,
+                code,
+                run_id=None if run is None else run.run_id,
+                project=None if run is None else run.project,
+                environment=None if run is None else run.environment,
+            )
+            self._write_json(document)
         else:
             self._write_error(error.message, hint=message.removeprefix(error.message).strip())
         return code
@@ -233,7 +245,8 @@ class _Reporter:
     def __init__(self, stream: TextIO, *, color: bool) -> None:
         self.stream = stream
         self.color = color
-        self.run_id: str | None = None
+        self.run: RunRef | None = None
+        """The run being followed, once known."""
         self.ended_before = False
         """The run had ended before it was looked at (``deployment watch`` of an old run)."""
         self._lock = threading.Lock()
@@ -243,8 +256,12 @@ class _Reporter:
             self.stream.write(text + "\n")
             self.stream.flush()
 
+    @property
+    def run_id(self) -> str | None:
+        return None if self.run is None else self.run.run_id
+
     def run_started(self, target: RunTarget) -> None:
-        self.run_id = target.run_id
+        self.run = RunRef(target.run_id, target.project, target.environment)
         self.ended_before = target.final_status is not None
 
     def step(self, event: StepEvent) -> None:

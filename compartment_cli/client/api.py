@@ -43,7 +43,9 @@ from compartment_cli.errors import (
     error_for_response,
 )
 from compartment_cli.models.api import (
+    JOINED_HEADER,
     DeployResponse,
+    EnvironmentListResponse,
     ErrorResponse,
     ListResponse,
     PromoteRequest,
@@ -55,6 +57,7 @@ __all__ = [
     "DEFAULT_RETRY",
     "TIME_SCALE",
     "TIME_SCALE_ENV",
+    "Admitted",
     "ApiClient",
     "RetryPolicy",
     "address_of",
@@ -271,6 +274,15 @@ def error_from_response(
     )
 
 
+@dataclass(frozen=True)
+class Admitted:
+    """The answer to a promote or deploy: the run, and whether the request joined an
+    identical run already in progress (our control plane says so; others never do)."""
+
+    response: DeployResponse
+    joined: bool = False
+
+
 class ApiClient:
     """Typed calls to the deployments API over one ``httpx.AsyncClient``."""
 
@@ -321,6 +333,12 @@ class ApiClient:
         }
         return await self._get("/v1/deployments", params, ListResponse)
 
+    async def environments(self, project: str) -> EnvironmentListResponse:
+        """(ours) ``GET /v1/environments``: the project's environments."""
+        return await self._get(
+            "/v1/environments", {"projectName": project}, EnvironmentListResponse
+        )
+
     async def get_run(self, run_id: str) -> RunResponse:
         """(ours) ``GET /v1/deployments/runs/{id}``: one run and where it goes."""
         path = "/v1/deployments/runs/" + quote(run_id, safe="")
@@ -328,17 +346,14 @@ class ApiClient:
 
     # --- writes ---------------------------------------------------------
 
-    async def promote(self, request: PromoteRequest) -> DeployResponse:
+    async def promote(self, request: PromoteRequest) -> Admitted:
         """``POST /v1/deployments/promote``."""
         body = msgspec.json.encode(request)
         return await self._post(
-            "/v1/deployments/promote",
-            lambda: body,
-            {"Content-Type": "application/json"},
-            DeployResponse,
+            "/v1/deployments/promote", lambda: body, {"Content-Type": "application/json"}
         )
 
-    async def deploy(self, archive: Path) -> DeployResponse:
+    async def deploy(self, archive: Path) -> Admitted:
         """``POST /v1/deployments`` with a deploy archive (gzipped tar), streamed from disk."""
         size = (await anyio.Path(archive).stat()).st_size
 
@@ -349,7 +364,6 @@ class ApiClient:
             "/v1/deployments",
             content,
             {"Content-Type": "application/gzip", "Content-Length": str(size)},
-            DeployResponse,
         )
 
     # --- plumbing -------------------------------------------------------
@@ -397,8 +411,7 @@ class ApiClient:
         path: str,
         content: Callable[[], bytes | AsyncIterable[bytes]],
         headers: Mapping[str, str],
-        type_: type[T],
-    ) -> T:
+    ) -> Admitted:
         delays = self._retry.delays()
         attempt = 0
         while True:
@@ -425,7 +438,8 @@ class ApiClient:
                     ),
                     code="network_error",
                 ) from None
-            return self._decode(response, type_)
+            joined = response.headers.get(JOINED_HEADER, "").lower() == "true"
+            return Admitted(self._decode(response, DeployResponse), joined=joined)
 
     def _decode(self, response: httpx.Response, type_: type[T]) -> T:
         if not response.is_success:

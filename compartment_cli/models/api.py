@@ -242,6 +242,20 @@ class ListResponse(Wire):
     project: NameRef
 
 
+class EnvironmentListResponse(Wire):
+    """(ours) ``GET /v1/environments?projectName=``: a project's environments, by name.
+
+    Lets the CLI catch a mistyped target before a promotion creates it."""
+
+    environments: list[EnvironmentSummary]
+    project: NameRef
+
+
+# (ours) Set to "true" on the answer to a promote or deploy that joined an identical run
+# already in progress instead of starting one.
+JOINED_HEADER: Final = "x-compartment-joined"
+
+
 class RunResponse(Wire):
     """(ours) ``GET /v1/deployments/runs/{deploymentRunId}``: one run and where it goes.
 

@@ -29,7 +29,10 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from compartment_cli.models.api import (
+    JOINED_HEADER,
     MAX_LIST_LIMIT,
+    DeployResponse,
+    EnvironmentListResponse,
     EnvironmentName,
     ErrorBody,
     ErrorResponse,
@@ -47,7 +50,7 @@ from compartment_cli.server.bus import EventBus
 from compartment_cli.server.errors import Refusal, environment_not_found, project_not_found
 from compartment_cli.server.openapi import openapi_document
 from compartment_cli.server.orchestrator import Orchestrator
-from compartment_cli.server.store import Environment, Project, Store
+from compartment_cli.server.store import Environment, Project, Store, now
 from compartment_cli.server.summaries import Summaries
 
 log = logging.getLogger("compartment.server")
@@ -142,6 +145,10 @@ class ListQuery(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fie
     limit: int = 20
 
 
+class EnvironmentsQuery(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fields=True):
+    project_name: ProjectName
+
+
 class EventsQuery(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fields=True):
     project_name: ProjectName
     environment_name: EnvironmentName
@@ -204,7 +211,29 @@ async def openapi(request: Request) -> Response:
 async def promote(request: Request) -> Response:
     state = _state(request)
     body = await parse_body(request, PromoteRequest, "invalid_promote_deployment_request")
-    return json_response(state.orchestrator.promote(body))
+    started = now()
+    return _admitted(state, state.orchestrator.promote(body), started)
+
+
+def _admitted(state: State, response: DeployResponse, started: str) -> Response:
+    """The answer to a promote or deploy; marked when it joined a run begun before it."""
+    answer = json_response(response)
+    run = state.store.run(response.deployment_run_id)
+    if run is not None and run.created_at < started:
+        answer.headers[JOINED_HEADER] = "true"
+    return answer
+
+
+async def list_environments(request: Request) -> Response:
+    state = _state(request)
+    query = parse_query(request, EnvironmentsQuery, "invalid_environment_list_request")
+    project, _ = _project_and_environment(state, query.project_name, None)
+    return json_response(
+        EnvironmentListResponse(
+            environments=[e.summary() for e in state.store.environments(project.id)],
+            project=NameRef(name=project.name),
+        )
+    )
 
 
 async def deployment_status(request: Request) -> Response:
@@ -309,7 +338,8 @@ async def deploy(request: Request) -> Response:
             )
         except ArchiveError as exc:
             raise Refusal(exc.status, exc.code, exc.message) from None
-        return json_response(state.orchestrator.deploy(manifest, digests))
+        started = now()
+        return _admitted(state, state.orchestrator.deploy(manifest, digests), started)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -391,6 +421,7 @@ def create_app(state: State, lifespan: Any = None) -> ASGIApp:
         Route("/v1/deployments/runs/{run_id}", get_run, methods=["GET"]),
         Route("/v1/deployments", list_deployments, methods=["GET"]),
         Route("/v1/deployments", deploy, methods=["POST"]),
+        Route("/v1/environments", list_environments, methods=["GET"]),
         Route("/v1/events", events, methods=["GET"]),
     ]
     app = Starlette(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 
 import anyio
@@ -41,11 +42,19 @@ CANDIDATE_STOP_GRACE_S = 2.0
 
 class Execution:
     def __init__(
-        self, services: Services, recorder: Recorder, *, before_start: RunHook | None = None
+        self,
+        services: Services,
+        recorder: Recorder,
+        *,
+        restored: Callable[[Iterable[tuple[str, str]]], Awaitable[None]],
+        before_start: RunHook | None = None,
     ) -> None:
+        """``restored(targets)``: until a start of the server has brought back what
+        was active on those (environment id, service name) targets."""
         self._services = services
         self._store = services.store
         self._recorder = recorder
+        self._restored = restored
         self._before_start = before_start
         self._build_locks: dict[str, anyio.Lock] = {}
 
@@ -74,6 +83,9 @@ class Execution:
         return status
 
     async def _run_steps(self, context: RunContext) -> RunStatus:
+        await self._restored(
+            (c.deployment.environment_id, c.deployment.service_name) for c in context.candidates
+        )
         self._store.set_run_status(context.run.id, "running")
         for candidate in context.candidates:
             deployment = candidate.deployment

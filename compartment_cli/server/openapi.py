@@ -14,6 +14,7 @@ import msgspec
 from compartment_cli import __version__
 from compartment_cli.models.api import (
     DeployResponse,
+    EnvironmentListResponse,
     ErrorResponse,
     ListLimit,
     ListResponse,
@@ -54,7 +55,15 @@ _SERVICE = msgspec.json.schema(ServiceName)
 @functools.cache
 def openapi_document() -> bytes:
     _, components = msgspec.json.schema_components(
-        [PromoteRequest, DeployResponse, StatusResponse, ListResponse, RunResponse, ErrorResponse],
+        [
+            PromoteRequest,
+            DeployResponse,
+            StatusResponse,
+            ListResponse,
+            RunResponse,
+            EnvironmentListResponse,
+            ErrorResponse,
+        ],
         ref_template=_REF,
     )
     paths: dict[str, Any] = {
@@ -154,6 +163,21 @@ def openapi_document() -> bytes:
                 ],
                 "responses": {
                     "200": {"description": "The run", "content": _json(RunResponse)},
+                    **_errors(404),
+                },
+            }
+        },
+        "/v1/environments": {
+            "get": {
+                "operationId": "listEnvironments",
+                "summary": "A project's environments (ours), so that a mistyped target is caught"
+                " before a promotion creates it.",
+                "parameters": [_query("projectName", _PROJECT, required=True)],
+                "responses": {
+                    "200": {
+                        "description": "Environments",
+                        "content": _json(EnvironmentListResponse),
+                    },
                     **_errors(404),
                 },
             }

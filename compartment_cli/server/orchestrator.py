@@ -35,15 +35,20 @@ class Orchestrator:
         """``before_start``: a hook for benchmarks, never set by ``compartment server``."""
         recorder = Recorder(services)
         self._admission = Admission(services, recorder)
-        self._execution = Execution(services, recorder, before_start=before_start)
         self._recovery = Recovery(services, recorder)
+        self._execution = Execution(
+            services, recorder, restored=self._recovery.restored, before_start=before_start
+        )
         self._runs: TaskGroup | None = None
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """Recover, then take runs until the block ends; then fail those in flight."""
+        """Recover, then take runs until the block ends; then fail those in flight.
+
+        The active deployments are restored in the background, beside the runs.
+        """
         async with anyio.create_task_group() as runs:
-            await self._recovery.recover()
+            await self._recovery.recover(runs)
             self._runs = runs
             try:
                 yield

@@ -4,13 +4,21 @@ Runs left in flight failed (what they replaced is active again, even if the
 server died mid-switch); every route listens again on its recorded port; every
 active deployment is started again and, once ready, its route serves it.
 Processes an earlier life left running were stopped before (``main.py``).
+
+The restores run in the background: the API answers at once, each route
+serves as soon as its own deployment is ready (until then it answers 503),
+and a run waits only for the restores of the services it changes
+(``restored``), since a restore finishing after its switch would move the
+route back.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 import anyio
+from anyio.abc import TaskGroup
 
 from compartment_cli.models.api import Health
 from compartment_cli.models.descriptor import ROUTED_KINDS
@@ -33,16 +41,32 @@ class Recovery:
         self._services = services
         self._store = services.store
         self._recorder = recorder
+        self._restoring: dict[tuple[str, str], anyio.Event] = {}
 
-    async def recover(self) -> None:
-        """Fail what was in flight, reopen the routes, then bring back what is active."""
+    async def recover(self, group: TaskGroup) -> None:
+        """Fail what was in flight and reopen the routes; then bring back what is
+        active in ``group``, each deployment on its own, without waiting for them."""
         for run in self._store.unfinished_runs():
             self._fail_unfinished(run)
         for environment_id, service, port in self._store.routes():
             await self._services.open_route(environment_id, service, port)
-        async with anyio.create_task_group() as group:
-            for deployment in self._store.all_active_deployments():
-                group.start_soon(self._restore, deployment)
+        for deployment in self._store.all_active_deployments():
+            target = (deployment.environment_id, deployment.service_name)
+            self._restoring[target] = anyio.Event()
+            group.start_soon(self._restore_one, deployment, target)
+
+    async def restored(self, targets: Iterable[tuple[str, str]]) -> None:
+        """Until the restores of these (environment id, service name) targets have ended."""
+        for target in targets:
+            restoring = self._restoring.get(target)
+            if restoring is not None:
+                await restoring.wait()
+
+    async def _restore_one(self, deployment: Deployment, target: tuple[str, str]) -> None:
+        try:
+            await self._restore(deployment)
+        finally:
+            self._restoring.pop(target).set()
 
     def _fail_unfinished(self, run: Run) -> None:
         """A run the previous life of the server left unfinished: it failed, and

@@ -28,6 +28,7 @@ import anyio
 from compartment_cli.server.spawn import ProcessSpec, Spawner, end_group
 
 _ATTEMPT_TIMEOUT = 2.0  # seconds for one readiness request
+_FIRST_PAUSE = 0.005  # the shortest pause between two readiness requests (seconds)
 _REPORT_EVERY = 2.0  # seconds between two progress reports that say the same
 _LOG_TAIL_LINES = 5
 
@@ -264,6 +265,12 @@ async def check_readiness(
 ) -> ReadinessResult:
     """Poll ``GET http://127.0.0.1:<port><path>`` until a 2xx, within ``timeout_ms``.
 
+    The first attempt goes out at once; then the pause between attempts is an
+    eighth of the time waited so far, at least 5 ms and at most ``interval``:
+    a service is seen ready at most about 12% (and at least 5 ms) after its
+    first 2xx, and a slow one gets a request every ``interval``. (Doubling
+    pauses would see a service ready at 80 ms only at 155 ms.) Each attempt is
+    bounded (2 s, or what is left of the timeout).
     Fails at once when the process exits first. ``report`` gets progress text
     when the answer changes, or every couple of seconds while it does not.
     """
@@ -294,7 +301,8 @@ async def check_readiness(
         if described != last_reported or now - last_report_at >= _REPORT_EVERY:
             report(f"{described} (attempt {attempts}), retrying")
             last_reported, last_report_at = described, now
-        if await _exited_within(proc, min(interval, deadline - now)):
+        pause = min(max(_FIRST_PAUSE, (now - started) / 8), interval, deadline - now)
+        if await _exited_within(proc, pause):
             return ReadinessResult(False, _exit_message(proc, "before it was ready"))
     if proc.returncode() is not None:
         return ReadinessResult(False, _exit_message(proc, "before it was ready"))

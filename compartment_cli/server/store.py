@@ -249,6 +249,13 @@ class Store:
         ).fetchone()
         return Environment(*row) if row else None
 
+    def environments(self, project_id: str) -> list[Environment]:
+        rows = self._db.execute(
+            f"SELECT {self._ENV_COLUMNS} FROM environments WHERE project_id = ? ORDER BY name",  # noqa: S608
+            (project_id,),
+        ).fetchall()
+        return [Environment(*row) for row in rows]
+
     def environment_by_id(self, environment_id: str) -> Environment:
         row = self._db.execute(
             f"SELECT {self._ENV_COLUMNS} FROM environments WHERE id = ?",  # noqa: S608

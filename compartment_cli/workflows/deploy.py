@@ -13,6 +13,7 @@ from compartment_cli.client.api import ApiClient, open_client
 from compartment_cli.client.connection import Connection
 from compartment_cli.models.descriptor import Descriptor, keys_not_used_locally
 from compartment_cli.models.result import RunResult
+from compartment_cli.workflows.environments import check_target
 from compartment_cli.workflows.follow import (
     Progress,
     RunTarget,
@@ -31,6 +32,8 @@ class DeployOptions:
     descriptor: Descriptor
     environment: str = "production"
     service: str | None = None
+    create_env: bool = False
+    """Create ``environment`` even when its name is close to an existing one's."""
 
 
 def _pack(options: DeployOptions, archive: Path) -> PackStats:
@@ -58,8 +61,16 @@ async def deploy(
             progress.notice("not used by the local control plane: " + ", ".join(unused))
 
         async def start(api: ApiClient) -> RunTarget:
-            response = await api.deploy(archive)
-            return target_of(response, source_environment=None, kind="deploy")
+            check = await check_target(
+                api,
+                options.descriptor.name,
+                options.environment,
+                flag="--env",
+                create=options.create_env,
+                progress=progress,
+            )
+            admitted = await api.deploy(archive)
+            return target_of(admitted, source_environment=None, kind="deploy", existed=check.exists)
 
         return await follow_run(
             http,

@@ -27,7 +27,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal, Protocol
 
 import anyio
@@ -35,16 +35,15 @@ import httpx
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from compartment_cli.client.api import DEFAULT_RETRY, ApiClient, RetryPolicy
+from compartment_cli.client.api import DEFAULT_RETRY, Admitted, ApiClient, RetryPolicy
 from compartment_cli.client.events import (
     DEFAULT_STALL_TIMEOUT,
     RECONNECT_RETRY,
     EventStream,
     NoEventStream,
 )
-from compartment_cli.errors import CompartmentError, Interrupted, Unavailable, WaitTimedOut
+from compartment_cli.errors import CompartmentError, Interrupted, RunRef, Unavailable, WaitTimedOut
 from compartment_cli.models.api import (
-    DeployResponse,
     NameRef,
     ReadSummary,
     RunStatus,
@@ -67,6 +66,8 @@ __all__ = [
     "WaitOptions",
     "final_result",
     "follow_run",
+    "ref_of",
+    "run_duration_ms",
     "target_of",
     "unwrap_group",
 ]
@@ -117,12 +118,30 @@ class RunTarget:
     completed_at: str | None = None
     deployments: list[ReadSummary] = field(default_factory=list)
     """The run's deployments as last seen, when the run had already ended."""
+    joined: bool = False
+    """The request joined an identical run already in progress."""
+    environment_created: bool = False
+    """The request created the target environment."""
+
+
+def ref_of(target: RunTarget) -> RunRef:
+    """The run as an error names it."""
+    return RunRef(target.run_id, target.project, target.environment)
 
 
 def target_of(
-    response: DeployResponse, *, source_environment: str | None, kind: Literal["promote", "deploy"]
+    admitted: Admitted,
+    *,
+    source_environment: str | None,
+    kind: Literal["promote", "deploy"],
+    existed: bool | None = None,
 ) -> RunTarget:
+    """The run a promote or deploy request started (or joined). ``existed``: whether the
+    target environment was there before the request (None: not known)."""
+    response = admitted.response
     return RunTarget(
+        joined=admitted.joined,
+        environment_created=existed is False and not admitted.joined,
         run_id=response.deployment_run_id,
         project=response.project.name,
         environment=response.environment.name,
@@ -174,7 +193,11 @@ class _Tracker:
 
     phase: Literal["subscribing", "requesting", "waiting", "reading"] = "subscribing"
     kind: str = "promotion"
-    run_id: str | None = None
+    run: RunRef | None = None
+
+    @property
+    def run_id(self) -> str | None:
+        return None if self.run is None else self.run.run_id
 
 
 _STREAM_GONE = None  # sent by the follower when the stream disappears mid-run
@@ -206,7 +229,7 @@ async def follow_run(
                 tracker.phase = "requesting"
                 clock = time.monotonic()
                 target = await start(api)
-                tracker.run_id = target.run_id
+                tracker.run = ref_of(target)
                 tracker.phase = "waiting"
                 progress.run_started(target)
                 status, deployments = await _wait(
@@ -233,11 +256,11 @@ def _timed_out(tracker: _Tracker, timeout: float | None, where: str) -> WaitTime
         return WaitTimedOut(
             f"{after} reading the result of run {tracker.run_id}, which has ended; see it "
             f"with: compartment deployment watch {tracker.run_id}"
-        )
+        ).about(tracker.run)
     if tracker.run_id is not None:
         return WaitTimedOut(
             f"{after} waiting for run {tracker.run_id} to finish.",
-            run_id=tracker.run_id,
+            run=tracker.run,
             kind=tracker.kind,
         )
     if tracker.phase == "requesting":
@@ -253,13 +276,14 @@ def _timed_out(tracker: _Tracker, timeout: float | None, where: str) -> WaitTime
 
 def _naming_the_run(error: BaseException, tracker: _Tracker) -> BaseException:
     """A network failure once the run exists: which run it was, and how to see how it ended."""
-    if not isinstance(error, Unavailable) or tracker.run_id is None:
+    if not isinstance(error, Unavailable) or tracker.run is None:
         return error
     return Unavailable(
         f"{error.message}. The {tracker.kind} was requested as run {tracker.run_id} and may "
         "still be going on; once the control plane answers again, see how it ended with: "
         f"compartment deployment watch {tracker.run_id}",
         code=error.code,
+        run=tracker.run,
     )
 
 
@@ -274,7 +298,7 @@ async def _interrupt_on_sigint(
 
 def _interrupted(tracker: _Tracker) -> Interrupted:
     if tracker.run_id is not None:
-        return Interrupted("Interrupted.", run_id=tracker.run_id, kind=tracker.kind)
+        return Interrupted("Interrupted.", run=tracker.run, kind=tracker.kind)
     if tracker.phase == "requesting":
         return Interrupted(
             f"Interrupted while the {tracker.kind} was being requested; it may have started. "
@@ -436,12 +460,7 @@ async def final_result(
     mine = [d for d in final.deployments if d.deployment_run_id == target.run_id]
     if not mine:  # older than the status list reaches back
         mine = deployments
-    duration_ms = elapsed_ms
-    if target.created_at is not None:
-        started = parse_timestamp(target.created_at)
-        ended = parse_timestamp(target.completed_at) or datetime.now(UTC)
-        if started is not None:
-            duration_ms = max(0, int((ended - started).total_seconds() * 1000))
+    duration_ms = run_duration_ms(mine, target.created_at, target.completed_at)
     return RunResult(
         deployment_run_id=target.run_id,
         status=status,
@@ -452,5 +471,25 @@ async def final_result(
         environment=NameRef(name=final.environment.name),
         deployments=sorted(mine, key=lambda d: d.service_name),
         active_deployments=final.active_deployments,
-        duration_ms=duration_ms,
+        duration_ms=elapsed_ms if duration_ms is None else duration_ms,
+        environment_created=target.environment_created,
+        joined=target.joined,
     )
+
+
+def run_duration_ms(
+    deployments: list[ReadSummary], created_at: str | None = None, completed_at: str | None = None
+) -> int | None:
+    """How long a run took as the control plane timed it: from its first deployment's
+    creation to its last one's completion; else from the run's own times; None if unknown."""
+    starts = [parse_timestamp(d.created_at) for d in deployments]
+    ends = [parse_timestamp(d.completed_at) for d in deployments]
+    started: datetime | None
+    ended: datetime | None
+    if deployments and None not in starts and None not in ends:
+        started, ended = min(filter(None, starts)), max(filter(None, ends))
+    else:
+        started, ended = parse_timestamp(created_at), parse_timestamp(completed_at)
+    if started is None or ended is None:
+        return None
+    return max(0, int((ended - started).total_seconds() * 1000))

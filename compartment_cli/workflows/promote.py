@@ -11,6 +11,7 @@ from compartment_cli.errors import UsageError
 from compartment_cli.models.api import PromoteRequest
 from compartment_cli.models.base import ENVIRONMENT_NAME_RULE, PROJECT_NAME_RULE, SERVICE_NAME_RULE
 from compartment_cli.models.result import RunResult
+from compartment_cli.workflows.environments import check_target
 from compartment_cli.workflows.follow import (
     Progress,
     RunTarget,
@@ -53,14 +54,31 @@ def _explain(detail: str) -> str:
 
 
 async def promote(
-    http: httpx.AsyncClient, request: PromoteRequest, progress: Progress, wait: WaitOptions
+    http: httpx.AsyncClient,
+    request: PromoteRequest,
+    progress: Progress,
+    wait: WaitOptions,
+    *,
+    create_env: bool = False,
 ) -> RunResult:
-    """Subscribe to the target's events, POST the promotion, wait for its run to end."""
+    """Subscribe to the target's events, check the target's name, POST the promotion, wait
+    for its run to end."""
 
     async def start(api: ApiClient) -> RunTarget:
-        response = await api.promote(request)
+        check = await check_target(
+            api,
+            request.project_name,
+            request.target_environment_name,
+            flag="--to",
+            create=create_env,
+            progress=progress,
+        )
+        admitted = await api.promote(request)
         return target_of(
-            response, source_environment=request.source_environment_name, kind="promote"
+            admitted,
+            source_environment=request.source_environment_name,
+            kind="promote",
+            existed=check.exists,
         )
 
     return await follow_run(
@@ -75,7 +93,12 @@ async def promote(
 
 
 async def run_promote(
-    connection: Connection, request: PromoteRequest, progress: Progress, wait: WaitOptions
+    connection: Connection,
+    request: PromoteRequest,
+    progress: Progress,
+    wait: WaitOptions,
+    *,
+    create_env: bool = False,
 ) -> RunResult:
     async with open_client(connection) as http:
-        return await promote(http, request, progress, wait)
+        return await promote(http, request, progress, wait, create_env=create_env)

@@ -14,7 +14,7 @@ import httpx
 
 from compartment_cli.client.api import ApiClient, open_client
 from compartment_cli.client.connection import Connection
-from compartment_cli.errors import WaitTimedOut
+from compartment_cli.errors import RunRef, WaitTimedOut
 from compartment_cli.models.result import RunResult
 from compartment_cli.workflows.follow import (
     FINAL_STATUSES,
@@ -36,20 +36,26 @@ async def watch_run(
 ) -> RunResult:
     """Follow the run ``run_id`` to its end, or report it if it has ended; ``--timeout``
     bounds it all, the first look at the run included."""
+    found: list[RunRef] = []
     with anyio.move_on_after(math.inf if wait.timeout is None else wait.timeout):
-        return await _watch_run(http, run_id, progress, wait)
+        return await _watch_run(http, run_id, progress, wait, found)
     raise WaitTimedOut(
         f"Timed out after {wait.timeout:g}s waiting for run {run_id} to finish.",
-        run_id=run_id,
+        run=found[0] if found else RunRef(run_id),
         kind="run",
     )
 
 
 async def _watch_run(
-    http: httpx.AsyncClient, run_id: str, progress: Progress, wait: WaitOptions
+    http: httpx.AsyncClient,
+    run_id: str,
+    progress: Progress,
+    wait: WaitOptions,
+    found: list[RunRef],
 ) -> RunResult:
     api = ApiClient(http, retry=wait.api_retry)
     first = await api.get_run(run_id)
+    found.append(RunRef(run_id, first.project.name, first.environment.name))
 
     async def look_again(api: ApiClient) -> RunTarget:
         # Subscribed by now: if the run is still going, its end will be seen.

@@ -32,6 +32,8 @@ RESULT_KEYS = {
     "deployments",
     "activeDeployments",
     "durationMs",
+    "environmentCreated",
+    "joined",
 }
 SUMMARY_KEYS = {
     "id",
@@ -117,6 +119,21 @@ def parse_result(stdout: str) -> dict[str, Any]:
     return result
 
 
+def failing_in_production(plane: ControlPlane, project: Any) -> Path:
+    """A project (2.0.0) in staging whose web service fails its readiness in production."""
+    directory: Path = project(
+        "2.0.0", web={"readiness": {"type": "http", "path": "/healthz", "timeoutMs": 1500}}, api={}
+    )
+    (directory / "web" / "gate.py").write_text(GATE)
+    (directory / "web" / "FAIL_IN").write_text("production\n")
+    config = json.loads((directory / "compartment.yml").read_text())
+    web = config["services"]["web"]["run"]
+    web["command"] = web["command"].replace("service.py", "gate.py")
+    (directory / "compartment.yml").write_text(json.dumps(config))
+    assert plane.deploy_and_wait(directory, "staging")["status"] == "succeeded"
+    return directory
+
+
 def staged(plane: ControlPlane, project: Any, version: str = "2.0.0", **services: Any) -> Path:
     """A project deployed to staging (and succeeded there); returns its directory."""
     directory: Path = project(version, **services)
@@ -150,8 +167,9 @@ def test_promote_all_services(control_plane: ControlPlane, project: Any) -> None
     assert [row[0] for row in rows] == ["api", "web"]
     production = control_plane.active("shop", "production")
     header = done.stdout.splitlines()[0].split()
-    assert header[:5] == ["shop", "staging", "→", "production", "run"]
-    assert header[6:] == ["succeeded", header[-1]]
+    # production did not exist before this first promotion into it
+    assert header[:7] == ["shop", "staging", "→", "production", "(new", "environment)", "run"]
+    assert header[8:] == ["succeeded", header[-1]]
     for row in rows:
         service, deployment_id, status, route, duration = row
         assert deployment_id == production[service]["id"]
@@ -232,17 +250,7 @@ def test_failing_readiness_exits_1_and_the_old_version_keeps_answering(
 ) -> None:
     control_plane.deploy_and_wait(project("1.0.0"), "production")
     before = control_plane.active("shop", "production")
-    directory = project(
-        "2.0.0", web={"readiness": {"type": "http", "path": "/healthz", "timeoutMs": 1500}}, api={}
-    )
-    (directory / "web" / "gate.py").write_text(GATE)
-    (directory / "web" / "FAIL_IN").write_text("production\n")
-    config = json.loads((directory / "compartment.yml").read_text())
-    config["services"]["web"]["run"]["command"] = config["services"]["web"]["run"][
-        "command"
-    ].replace("service.py", "gate.py")
-    (directory / "compartment.yml").write_text(json.dumps(config))
-    assert control_plane.deploy_and_wait(directory, "staging")["status"] == "succeeded"
+    directory = failing_in_production(control_plane, project)
 
     done = cli(control_plane, "promote", "--from", "staging", "--to", "production", cwd=directory)
 

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import ControlPlane, http_get, serving_processes
+from tests.support import ControlPlane, http_get, serving_processes, wait_serving
 
 PROMOTE = {
     "projectName": "shop",
@@ -164,7 +164,7 @@ def test_restart_serves_active_deployments_on_the_same_ports(
     after = control_plane.active("shop", "production")
     for service in ("web", "api"):
         assert after[service]["routeUrl"] == before[service]["routeUrl"]
-        assert http_get(after[service]["routeUrl"]) == f"200 1.0.0 {before[service]['id']}"
+        assert wait_serving(after[service]["routeUrl"]) == f"200 1.0.0 {before[service]['id']}"
     assert serving_processes(control_plane.data_dir) == {d["id"]: 1 for d in before.values()}
 
 
@@ -190,7 +190,7 @@ def test_kill_9_during_a_run_fails_it_and_keeps_the_previous_deployment(
     after = control_plane.active("shop", "production")
     assert {s: d["id"] for s, d in after.items()} == {s: d["id"] for s, d in before.items()}
     for service in ("web", "api"):
-        assert http_get(after[service]["routeUrl"]) == f"200 1.0.0 {before[service]['id']}"
+        assert wait_serving(after[service]["routeUrl"]) == f"200 1.0.0 {before[service]['id']}"
     # Exactly one process per active deployment: the killed server's are gone.
     assert serving_processes(control_plane.data_dir) == {d["id"]: 1 for d in before.values()}
 

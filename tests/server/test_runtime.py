@@ -32,7 +32,8 @@ from compartment_cli.server.spawn import MARKER_ENV, ProcessSpec
 PYTHON = shlex.quote(sys.executable)
 
 # A deployment: answers /healthz (always 503 in mode "503", 503 for its first
-# 0.6 s in mode "slow"), /env with its environment, and logs one line.
+# 0.6 s in mode "slow"), /probes with how many /healthz requests it had, /env
+# with its environment, and logs one line.
 SERVER = textwrap.dedent(
     """
     import http.server, json, os, sys, time
@@ -41,9 +42,15 @@ SERVER = textwrap.dedent(
     mode = sys.argv[1] if len(sys.argv) > 1 else "ok"
     started = time.monotonic()
 
+    probes = 0
+
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
-            if self.path == "/healthz":
+            global probes
+            if self.path == "/probes":
+                code, body = 200, str(probes).encode()
+            elif self.path == "/healthz":
+                probes += 1
                 warming = mode == "slow" and time.monotonic() - started < 0.6
                 code = 503 if mode == "503" or warming else 200
                 body = b"ok" if code == 200 else b"not yet"
@@ -251,6 +258,26 @@ async def test_readiness_succeeds_and_reports_only_changes(
     assert all(r.endswith(", retrying") for r in reports)
     # About 12 attempts in 0.6 s; one report per distinct answer.
     assert len(reports) <= 3
+
+
+@pytest.mark.anyio
+async def test_readiness_probes_often_at_first_then_backs_off(
+    supervisor: Supervisor, app_dir: Path
+) -> None:
+    # Ready 0.6 s after it starts: probed every 200 ms that is at most 4 requests
+    # (and up to 200 ms late); pauses from 5 ms growing with the wait, about 15
+    # (at least 6 even if the interpreter took 0.5 s to start).
+    soon = await supervisor.start(spec(app_dir, f"exec {PYTHON} srv.py slow", port=free_port()))
+    assert (await check_readiness(soon, path="/healthz", timeout_ms=10_000, report=print)).ok
+    assert int(http_get(soon.port or 0, "/probes")) >= 6
+
+    # Never ready: after the first fraction of a second, at most one request per 200 ms.
+    never = await supervisor.start(
+        spec(app_dir, f"exec {PYTHON} srv.py 503", port=free_port(), deployment_id="dep-2")
+    )
+    result = await check_readiness(never, path="/healthz", timeout_ms=3000, report=lambda _: None)
+    assert not result.ok
+    assert int(http_get(never.port or 0, "/probes")) <= 60  # 5 ms apart would be 600
 
 
 @pytest.mark.anyio

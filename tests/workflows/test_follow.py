@@ -257,8 +257,15 @@ async def test_subscribes_before_the_post_and_follows_only_its_run() -> None:
     async with plane.client() as http:
         result = await promote(http, REQUEST, progress, WAIT)
 
-    assert plane.log[:2] == ["GET /v1/events", "POST /v1/deployments/promote"]
-    assert plane.log[2:] == ["GET /v1/deployments/status"]  # the final state, read once
+    # Subscribed first; the target's name checked (this control plane cannot list
+    # environments: 404), then the promotion requested.
+    assert plane.log[:3] == [
+        "GET /v1/events",
+        "GET /v1/environments",
+        "POST /v1/deployments/promote",
+    ]
+    assert plane.log[3:] == ["GET /v1/deployments/status"]  # the final state, read once
+    assert any("cannot list environments" in notice for notice in progress.notices)
     assert progress.steps == ["run_1:starting_candidate", "run_1:checking_readiness"]
     assert [t.run_id for t in progress.started] == ["run_1"]
     assert result.status == "succeeded"
