@@ -167,6 +167,7 @@ def _connection(api_url: str | None, remote: str | None, out: Output) -> Connect
     from compartment_cli.client.connection import DEFAULT_API_URL, resolve_connection
 
     connection = resolve_connection(api_url=api_url, remote=remote)
+    out.connection = connection
     if connection.token is None and connection.api_url == DEFAULT_API_URL:
         out.not_configured = True
     return connection

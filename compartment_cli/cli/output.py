@@ -38,6 +38,7 @@ from compartment_cli.errors import (
 )
 
 if TYPE_CHECKING:
+    from compartment_cli.client.connection import Connection
     from compartment_cli.models.api import ListResponse, ReadSummary
     from compartment_cli.models.events import StepEvent
     from compartment_cli.models.result import RunResult
@@ -50,6 +51,8 @@ NOT_CONFIGURED_HINT = (
     "COMPARTMENT_API_URL and COMPARTMENT_TOKEN."
 )
 DEBUG_ENV = "COMPARTMENT_DEBUG"
+# The codes of an Unavailable that means the control plane could not be reached.
+UNREACHABLE_CODES = frozenset({"network_error", "event_stream_lost"})
 
 
 def _is_tty(stream: TextIO) -> bool:
@@ -77,6 +80,8 @@ class Output:
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     not_configured: bool = False
     """No login, no URL: the default local control plane was tried (for the hint)."""
+    connection: Connection | None = None
+    """The control plane the command talks to, once known (for the hints of its errors)."""
     _progress: _Reporter | None = None
 
     @classmethod
@@ -182,8 +187,8 @@ class Output:
     def error(self, error: CompartmentError) -> int:
         code = int(error.exit_code)
         message = error.message
-        if self.not_configured and isinstance(error, Unavailable | NotAuthorized):
-            message = f"{message}\n{NOT_CONFIGURED_HINT}"
+        if (hint := self._hint(error)) is not None:
+            message = f"{message}\n{hint}"
         if self.json:
             run = error.run
             document = render.error_json(
@@ -198,6 +203,18 @@ class Output:
         else:
             self._write_error(error.message, hint=message.removeprefix(error.message).strip())
         return code
+
+    def _hint(self, error: CompartmentError) -> str | None:
+        """What to do about a connection or auth error, the same for every command."""
+        if self.not_configured and isinstance(error, Unavailable | NotAuthorized):
+            return NOT_CONFIGURED_HINT
+        if self.connection is None:
+            return None
+        if isinstance(error, NotAuthorized):
+            return self.connection.unauthorized_hint()
+        if isinstance(error, Unavailable) and error.code in UNREACHABLE_CODES:
+            return self.connection.unreachable_hint()
+        return None
 
     def unexpected(self, exc: BaseException) -> int:
         code = int(ExitCode.INTERNAL)

@@ -79,6 +79,42 @@ class Connection:
     """Organization slug, sent as ``x-compartment-organization``."""
     remote: str | None
     """Name of the config file's remote whose settings are used, if any."""
+    url_source: str = field(default="the default", compare=False)
+    """Where ``api_url`` came from: ``--api-url``, ``COMPARTMENT_API_URL``, a remote."""
+    token_source: str | None = field(default=None, compare=False)
+    """Where the token came from (None: no token)."""
+
+    @property
+    def is_local(self) -> bool:
+        """Whether the control plane is on this machine (a `compartment server`)."""
+        try:
+            host = urlsplit(self.api_url).hostname
+        except ValueError:
+            return False
+        return host in ("127.0.0.1", "localhost", "::1")
+
+    def unreachable_hint(self) -> str:
+        """What to do when the control plane cannot be reached: the same words everywhere."""
+        where = f"The control plane's URL {self.api_url} came from {self.url_source}"
+        if self.is_local:
+            return f"{where}; is `compartment server` running?"
+        return f"{where}; check it, and that this machine can reach it."
+
+    def unauthorized_hint(self) -> str:
+        """What to do when the control plane refuses the token: which one, and where from."""
+        if self.token_source is None:
+            return (
+                f"No token was sent to {self.api_url}: set {TOKEN_ENV}, or log in "
+                "(the local `compartment server` logs this CLI in as the remote 'local')."
+            )
+        if self.token_source == TOKEN_ENV:
+            return f"The token came from {TOKEN_ENV}: set it to a valid token for {self.api_url}."
+        fix = (
+            "start `compartment server` again, which records its token there"
+            if self.is_local
+            else "log in again with the official CLI"
+        )
+        return f"The token came from {self.token_source}: {fix}, or set {TOKEN_ENV}."
 
     def headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json"}
@@ -110,32 +146,45 @@ def resolve_connection(
         login = _remote_login(env, remote)
 
     if flag_url is not None:
-        url = flag_url
+        url, url_source = flag_url, "--api-url"
     elif remote is not None and login is not None:
-        url = login.checked_url()
+        url, url_source = login.checked_url(), login.where
     elif env_url is not None:
-        url = _check_url(env_url, API_URL_ENV)
+        url, url_source = _check_url(env_url, API_URL_ENV), API_URL_ENV
     elif login is not None:
-        url = login.checked_url()
+        url, url_source = login.checked_url(), login.where
     else:
-        url = DEFAULT_API_URL
+        url, url_source = DEFAULT_API_URL, f"the default (no {API_URL_ENV}, no login)"
 
     # A remote's login goes only to that remote's own server.
     if login is not None and not _same_server(url, login.url):
         login = None
     env_token_checked = _check_token(env_token, TOKEN_ENV)
     env_org_checked = _check_org(env_org, ORG_ENV)
+    env_token_source = None if env_token_checked is None else TOKEN_ENV
     if login is None:
-        return Connection(url, env_token_checked, env_org_checked, remote=None)
+        return Connection(
+            url,
+            env_token_checked,
+            env_org_checked,
+            remote=None,
+            url_source=url_source,
+            token_source=env_token_source,
+        )
     remote_token = _check_token(login.token, f"sessionToken of {login.where}")
     remote_org = _check_org(login.organization, f"currentOrganization.slug of {login.where}")
+    remote_token_source = None if remote_token is None else login.where
     if remote is not None:  # the flag outranks the environment
         token = remote_token or env_token_checked
+        token_source = remote_token_source or env_token_source
         org = remote_org or env_org_checked
     else:
         token = env_token_checked or remote_token
+        token_source = env_token_source or remote_token_source
         org = env_org_checked or remote_org
-    return Connection(url, token, org, remote=login.name)
+    return Connection(
+        url, token, org, remote=login.name, url_source=url_source, token_source=token_source
+    )
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Final, Literal, get_args
 import msgspec
 
 # Re-exported: the request and response shapes of this module are built on them.
+from compartment_cli.models.base import BakeMs as BakeMs
 from compartment_cli.models.base import EnvironmentName as EnvironmentName
 from compartment_cli.models.base import ProjectName as ProjectName
 from compartment_cli.models.base import Request as Request
@@ -41,8 +42,16 @@ PromotionStage = Literal[
     "stopped",
 ]
 PROMOTION_STAGES: Final[tuple[str, ...]] = get_args(PromotionStage)
-ReusableImageState = Literal["available", "cleaned", "missing"]
 RunStatus = Literal["queued", "running", "succeeded", "failed"]
+RunType = Literal["deploy", "promote", "rollback"]
+ReusableImageState = Literal["available", "cleaned", "missing"]
+"""Whether a deployment's artifact can start again (rollback, promotion): ``cleaned`` once
+retention removed it, ``missing`` when it is gone otherwise."""
+
+BUSY_RUN_HEADER: Final = "x-compartment-deployment-run-id"
+"""(ours) On a 409 ``deployment_target_busy``: the id of the run that holds the target
+(also named in the message). A header, not a key of the error: the platform's error
+shape is strict, and an extra key would break its CLI's error parsing."""
 
 
 def _open_enum(values: object) -> msgspec.Meta:
@@ -199,10 +208,42 @@ class ProjectSummary(Wire):
 
 
 class PromoteRequest(Request):
+    """``POST /v1/deployments/promote``. The platform's four keys, plus two of ours
+    (left out of the body when unset, so the platform accepts what we send without them):
+
+    * ``sourceDeploymentIds``: the source's active deployments (for the scope) as the
+      caller saw them, e.g. in a reviewed plan. Checked under the target's lock at
+      admission: if they are not exactly these, 409 ``plan_stale`` names what changed.
+    * ``bakeMs``: watch the promoted deployments this long after the switch, the
+      previous ones kept running without traffic; a failure switches every route of the
+      run back at once and the run fails. A control plane without it refuses the key
+      (400 ``invalid_promote_deployment_request``: the platform's request is strict).
+    """
+
     project_name: ProjectName
     source_environment_name: EnvironmentName
     target_environment_name: EnvironmentName
     service_name: ServiceName | None = None
+    source_deployment_ids: list[Annotated[str, msgspec.Meta(min_length=1)]] | None = None
+    bake_ms: BakeMs | None = None
+
+
+class RollbackRequest(Request):
+    """``POST /v1/deployments/rollback`` (the platform's request, plus our ``bakeMs``).
+
+    Three modes: nothing but the environment (and maybe ``serviceName``): the previous
+    deployment of each active service; ``targetDeploymentRunId``: that earlier run's
+    deployments become active again (not with ``serviceName``); ``targetDeploymentId``:
+    one service to that deployment (``serviceName`` needed when the project has several
+    services). The response is a ``DeployResponse``, like promote's.
+    """
+
+    environment_name: EnvironmentName
+    project_name: ProjectName
+    service_name: ServiceName | None = None
+    target_deployment_id: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    target_deployment_run_id: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    bake_ms: BakeMs | None = None
 
 
 class DeployResponse(Wire):
@@ -263,7 +304,7 @@ class RunResponse(Wire):
     """
 
     deployment_run_id: str
-    type: Literal["deploy", "promote"]
+    type: RunType
     status: RunStatus
     project: NameRef
     environment: NameRef

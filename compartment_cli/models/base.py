@@ -28,6 +28,11 @@ ProjectName = Annotated[str, msgspec.Meta(pattern=PROJECT_NAME_PATTERN)]
 ServiceName = Annotated[str, msgspec.Meta(pattern=SERVICE_NAME_PATTERN)]
 EnvironmentName = Annotated[str, msgspec.Meta(min_length=1, max_length=ENVIRONMENT_NAME_MAX_LENGTH)]
 
+MAX_BAKE_MS: Final = 3_600_000
+BakeMs = Annotated[int, msgspec.Meta(gt=0, le=MAX_BAKE_MS)]
+"""(ours) ``bakeMs`` of promote, rollback and deploy: after the switch, watch the new
+deployments this long with the previous ones still running; a failure switches back."""
+
 
 class Wire(msgspec.Struct, rename="camel", kw_only=True):
     """Base of every response shape: camelCase on the wire, unknown keys ignored."""

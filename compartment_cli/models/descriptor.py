@@ -15,7 +15,13 @@ from typing import Annotated, Any, Final, Literal, get_args
 
 import msgspec
 
-from compartment_cli.models.base import EnvironmentName, ProjectName, Request, ServiceName
+from compartment_cli.models.base import (
+    BakeMs,
+    EnvironmentName,
+    ProjectName,
+    Request,
+    ServiceName,
+)
 
 ServiceKind = Literal["web", "api", "static", "worker", "job", "cron"]
 BuildStrategy = Literal["auto", "dockerfile", "railpack"]
@@ -193,6 +199,8 @@ class DeployManifest(Request):
     services: dict[ServiceName, ServiceConfig]
     environment_name: EnvironmentName = "production"
     service_name: ServiceName | None = None
+    bake_ms: BakeMs | None = None
+    """(ours) As ``bakeMs`` of promote: watch the new deployments this long after the switch."""
 
 
 def keys_not_used_locally(descriptor: Descriptor, services: list[str]) -> list[str]:

@@ -22,9 +22,14 @@ RunStep = Literal[
     "starting_candidate",
     "checking_readiness",
     "switching_route",
+    "baking",
+    "switching_back",
     "draining_previous",
     "completed",
 ]
+"""The platform's steps, plus two of ours for ``bakeMs``: ``baking`` (the new deployments
+watched after the switch) and ``switching_back`` (a bake failed: every route of the run
+moved back to what it served before)."""
 StepStatus = Literal["running", "succeeded", "failed", "skipped"]
 
 STEP_EVENT = "deployment.step"

@@ -15,12 +15,20 @@ from typing import Literal
 
 import msgspec
 
-from compartment_cli.models.api import DeployResponse, PromoteRequest
+from compartment_cli.models.api import BUSY_RUN_HEADER, DeployResponse, PromoteRequest
 from compartment_cli.models.descriptor import ROUTED_KINDS, DeployManifest
 from compartment_cli.server.errors import Refusal, environment_not_found, project_not_found
 from compartment_cli.server.runs import Candidate, Recorder, RunContext, Services
 from compartment_cli.server.runtime import free_port
-from compartment_cli.server.store import Deployment, Environment, Project, Run, new_id, now
+from compartment_cli.server.store import (
+    Deployment,
+    Environment,
+    Project,
+    Run,
+    Store,
+    new_id,
+    now,
+)
 
 
 @dataclass
@@ -41,6 +49,39 @@ class Admitted:
     response: DeployResponse
     flight: InFlight | None
     """The new run to execute; None when the request joined a run already in flight."""
+
+
+def check_plan(
+    planned: list[str], sources: list[Deployment], source_name: str, store: Store
+) -> None:
+    """409 ``plan_stale`` unless the source's active deployments are exactly ``planned``,
+    naming every service that changed since the plan was made."""
+    active = {d.service_name: d.id for d in sources}
+    if set(planned) == set(active.values()) and len(planned) == len(active):
+        return
+    wanted: dict[str, str] = {}
+    changes: list[str] = []
+    for deployment_id in planned:
+        row = store.deployment(deployment_id)
+        if row is None:
+            changes.append(f"{deployment_id} is not a deployment of this project")
+        else:
+            wanted[row.service_name] = deployment_id
+    for service in sorted(set(wanted) | set(active)):
+        planned_id, now_id = wanted.get(service), active.get(service)
+        if planned_id == now_id:
+            continue
+        if now_id is None:
+            changes.append(f"{service}: the plan has {planned_id}, nothing is active now")
+        elif planned_id is None:
+            changes.append(f"{service}: not in the plan, {now_id} is active now")
+        else:
+            changes.append(f"{service}: the plan has {planned_id}, {now_id} is active now")
+    raise Refusal(
+        409,
+        "plan_stale",
+        f"the active deployments of {source_name!r} changed since the plan: " + "; ".join(changes),
+    )
 
 
 class Admission:
@@ -97,6 +138,8 @@ class Admission:
                     f"the artifact of {deployment.service_name} ({deployment.id}) is no longer"
                     " available",
                 )
+        if request.source_deployment_ids is not None:
+            check_plan(request.source_deployment_ids, sources, source_name, self._store)
         move_key = "promote:{}:{}:{}:{}:{}".format(
             project.name,
             source_name,
@@ -132,6 +175,8 @@ class Admission:
 
     def deploy(self, manifest: DeployManifest, digests: dict[str, str]) -> Admitted:
         """``digests``: the stored artifact of every service in the manifest."""
+        if manifest.bake_ms is not None:  # until the bake lands
+            raise Refusal(400, "invalid_deploy_request", "bakeMs is not supported yet")
         services = {
             name: config
             for name, config in manifest.services.items()
@@ -194,6 +239,7 @@ class Admission:
                     f"{service} is being changed by run {holder.run_id} ({holder.description});"
                     f" wait for it, or follow it with: compartment deployment watch"
                     f" {holder.run_id}",
+                    headers={BUSY_RUN_HEADER: holder.run_id},
                 )
 
     def _new_run(

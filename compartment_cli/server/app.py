@@ -41,6 +41,7 @@ from compartment_cli.models.api import (
     ProjectName,
     PromoteRequest,
     RunResponse,
+    RunType,
     ServiceName,
     StatusResponse,
 )
@@ -71,6 +72,10 @@ class State:
     events_enabled: bool
     max_upload_bytes: int
     ping_interval: float
+
+
+def run_type(stored: str) -> RunType:
+    return "rollback" if stored == "rollback" else "promote" if stored == "promote" else "deploy"
 
 
 def json_response(value: object, status: int = 200) -> Response:
@@ -211,6 +216,8 @@ async def openapi(request: Request) -> Response:
 async def promote(request: Request) -> Response:
     state = _state(request)
     body = await parse_body(request, PromoteRequest, "invalid_promote_deployment_request")
+    if body.bake_ms is not None:  # until the bake lands
+        raise Refusal(400, "invalid_promote_deployment_request", "bakeMs is not supported yet")
     started = now()
     return _admitted(state, state.orchestrator.promote(body), started)
 
@@ -305,7 +312,7 @@ async def get_run(request: Request) -> Response:
     return json_response(
         RunResponse(
             deployment_run_id=run.id,
-            type="promote" if run.type == "promote" else "deploy",
+            type=run_type(run.type),
             status=run.status,
             project=NameRef(name=store.project_by_id(run.project_id).name),
             environment=NameRef(name=store.environment_by_id(run.environment_id).name),
@@ -398,7 +405,9 @@ async def events(request: Request) -> Response:
 
 async def _refusal(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, Refusal)
-    return error_response(exc.status, exc.code, exc.message)
+    response = error_response(exc.status, exc.code, exc.message)
+    response.headers.update(exc.headers)
+    return response
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -11,11 +11,14 @@ from __future__ import annotations
 class Refusal(Exception):
     """The API refuses a request: an HTTP status and the platform's error code."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers or {}
 
 
 def project_not_found(project: str) -> Refusal:

@@ -14,7 +14,7 @@ import secrets
 import sqlite3
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -51,6 +51,10 @@ CREATE TABLE IF NOT EXISTS environments (
 CREATE TABLE IF NOT EXISTS artifacts (
     digest TEXT PRIMARY KEY,
     created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cleaned_artifacts (
+    digest TEXT PRIMARY KEY,
+    cleaned_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
@@ -199,6 +203,7 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
+        self._cleaned: set[str] | None = None
 
     def close(self) -> None:
         self._db.close()
@@ -289,6 +294,18 @@ class Store:
     def record_artifact(self, digest: str) -> None:
         self._db.execute("INSERT OR IGNORE INTO artifacts VALUES (?, ?)", (digest, now()))
 
+    def mark_cleaned(self, digest: str) -> None:
+        """Retention removed this artifact (``reusableImageState`` says ``cleaned``)."""
+        self._db.execute("INSERT OR IGNORE INTO cleaned_artifacts VALUES (?, ?)", (digest, now()))
+        self.cleaned_artifacts().add(digest)
+
+    def cleaned_artifacts(self) -> set[str]:
+        """Read once, then kept in memory: this store is their only writer."""
+        if self._cleaned is None:
+            rows = self._db.execute("SELECT digest FROM cleaned_artifacts")
+            self._cleaned = {row[0] for row in rows}
+        return self._cleaned
+
     # --- runs and deployments -----------------------------------------------
 
     _RUN_COLUMNS = (
@@ -302,40 +319,12 @@ class Store:
     )
 
     def insert_run(self, run: Run) -> None:
-        self._db.execute(
-            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                run.id,
-                run.type,
-                run.project_id,
-                run.environment_id,
-                run.source_environment_id,
-                run.move_key,
-                run.status,
-                run.created_at,
-                run.completed_at,
-            ),
-        )
+        self._db.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", astuple(run))
 
     def insert_deployment(self, deployment: Deployment) -> None:
         self._db.execute(
             "INSERT INTO deployments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                deployment.id,
-                deployment.run_id,
-                deployment.environment_id,
-                deployment.service_name,
-                deployment.artifact_digest,
-                deployment.config,
-                deployment.status,
-                deployment.promotion_stage,
-                deployment.health,
-                deployment.is_active,
-                deployment.failure_message,
-                deployment.created_at,
-                deployment.completed_at,
-                deployment.previous_id,
-            ),
+            astuple(deployment),
         )
 
     def run(self, run_id: str) -> Run | None:
@@ -409,6 +398,14 @@ class Store:
             params.append(service)
         sql += " ORDER BY service_name"
         return [Deployment(*row) for row in self._db.execute(sql, params)]
+
+    def all_deployments(self) -> list[Deployment]:
+        """Every deployment, newest first in each (environment, service)."""
+        rows = self._db.execute(
+            f"SELECT {self._DEPLOYMENT_COLUMNS} FROM deployments"  # noqa: S608
+            " ORDER BY environment_id, service_name, created_at DESC, rowid DESC"
+        )
+        return [Deployment(*row) for row in rows]
 
     def all_active_deployments(self) -> list[Deployment]:
         rows = self._db.execute(

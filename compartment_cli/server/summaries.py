@@ -8,6 +8,7 @@ deployment's stored service JSON is decoded once (``Deployment.service``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -21,9 +22,13 @@ from compartment_cli.models.api import (
     ResolvedBuildConfig,
     ResolvedReadinessConfig,
     ResolvedRunConfig,
+    ReusableImageState,
 )
 from compartment_cli.models.descriptor import ROUTED_KINDS
 from compartment_cli.server.store import Deployment, Run, Store
+
+if TYPE_CHECKING:
+    from compartment_cli.server.artifacts import ArtifactStore
 
 _OPERATION_STATUS: dict[str, OperationStatus] = {
     "queued": "queued",
@@ -35,11 +40,25 @@ _OPERATION_STATUS: dict[str, OperationStatus] = {
 
 
 class Summaries:
-    """Maps deployments to wire shapes; route URLs use ``route_host``."""
+    """Maps deployments to wire shapes; route URLs use ``route_host``.
 
-    def __init__(self, store: Store, route_host: str) -> None:
+    ``reusableImageState`` is ``available`` while the artifact is stored, ``cleaned`` once
+    retention removed it, ``missing`` otherwise; ``rollbackAvailable`` is the platform's
+    rule: succeeded, not active, and its artifact available. Without ``artifacts``
+    (tests of the shapes alone) every artifact counts as available.
+    """
+
+    def __init__(
+        self, store: Store, route_host: str, artifacts: ArtifactStore | None = None
+    ) -> None:
         self._store = store
         self._route_host = route_host
+        self._artifacts = artifacts
+
+    def image_state(self, digest: str) -> ReusableImageState:
+        if self._artifacts is None or self._artifacts.exists(digest):
+            return "available"
+        return "cleaned" if digest in self._store.cleaned_artifacts() else "missing"
 
     def read(self, deployments: Sequence[Deployment]) -> list[ReadSummary]:
         """The ReadSummary of each deployment, in the same order (two queries in all)."""
@@ -66,6 +85,7 @@ class Summaries:
     ) -> ReadSummary:
         port = ports.get((deployment.environment_id, deployment.service_name))
         routed = deployment.service.kind in ROUTED_KINDS
+        image = self.image_state(deployment.artifact_digest)
         return ReadSummary(
             id=deployment.id,
             service_name=deployment.service_name,
@@ -79,19 +99,20 @@ class Summaries:
             failure_message=deployment.failure_message,
             created_at=deployment.created_at,
             completed_at=deployment.completed_at,
-            rollback_available=deployment.status == "succeeded" and not deployment.is_active,
+            rollback_available=(
+                deployment.status == "succeeded"
+                and not deployment.is_active
+                and image == "available"
+            ),
             operation=ReadOperationSummary(
                 type=run.type,
                 status=_OPERATION_STATUS[deployment.status],
                 created_at=run.created_at,
                 completed_at=deployment.completed_at,
             ),
-            # Nothing guards a local route; a succeeded deployment's artifact is kept
-            # (built, never cleaned), so it can be promoted or rolled back to.
+            # Nothing guards a local route.
             access_protected=False,
-            reusable_image_state=(
-                "available" if deployment.status == "succeeded" else msgspec.UNSET
-            ),
+            reusable_image_state=image,
         )
 
 

@@ -47,6 +47,7 @@ from compartment_cli.models.api import (
     NameRef,
     ReadSummary,
     RunStatus,
+    RunType,
     is_done,
     parse_timestamp,
 )
@@ -108,7 +109,7 @@ class RunTarget:
     source_environment: str | None
     services: dict[str, str]
     """Deployment id → service name."""
-    kind: Literal["promote", "deploy"] = "promote"
+    kind: RunType = "promote"
     final_status: RunStatus | None = None
     """Set when the run had already ended when it was looked up."""
     created_at: str | None = None
@@ -133,7 +134,7 @@ def target_of(
     admitted: Admitted,
     *,
     source_environment: str | None,
-    kind: Literal["promote", "deploy"],
+    kind: RunType,
     existed: bool | None = None,
 ) -> RunTarget:
     """The run a promote or deploy request started (or joined). ``existed``: whether the
@@ -212,11 +213,13 @@ async def follow_run(
     start: Callable[[ApiClient], Awaitable[RunTarget]],
     progress: Progress,
     wait: WaitOptions,
-    kind: Literal["promote", "deploy"] = "promote",
+    kind: RunType = "promote",
 ) -> RunResult:
     """Subscribe to ``environment``'s events, ``start`` the run, wait for it, read its result."""
     api = ApiClient(http, retry=wait.api_retry)
-    tracker = _Tracker(kind="promotion" if kind == "promote" else "deployment")
+    tracker = _Tracker(
+        kind={"promote": "promotion", "rollback": "rollback"}.get(kind, "deployment")
+    )
     send, receive = anyio.create_memory_object_stream[_Item](1024)
     with anyio.move_on_after(math.inf if wait.timeout is None else wait.timeout):
         try:

@@ -219,3 +219,51 @@ def test_a_failed_promotion_still_exits_1_with_its_reader_gone(
 ) -> None:
     directory = failing_in_production(control_plane, project)
     assert exit_code_with_the_reader_gone(control_plane, (*PROMOTE, "--verbose"), directory) == 1
+
+
+# --- what to do about a connection or auth error -----------------------------------------------
+
+
+def test_a_stopped_local_server_asks_whether_it_runs_from_every_command(
+    control_plane: ControlPlane, project: Any
+) -> None:
+    plane = control_plane
+    directory = staged(plane, project)
+    plane.stop()
+    config = plane.config_dir / "config.json"
+    expected = (
+        f'The control plane\'s URL {plane.api_url} came from remote "local" in {config}; '
+        "is `compartment server` running?"
+    )
+    for args in (PROMOTE, ("deployment", "list"), ("deployment", "watch", "run_x")):
+        done = cli(plane, *args, cwd=directory,
+                   env={"COMPARTMENT_TEST_TIME_SCALE": "0.01"})  # fmt: skip
+        assert done.returncode == 5, (args, done.stderr)
+        assert done.stderr.rstrip("\n").endswith(expected), (args, done.stderr)
+        as_json = cli(plane, *args, "-o", "json", cwd=directory,
+                      env={"COMPARTMENT_TEST_TIME_SCALE": "0.01"})  # fmt: skip
+        assert json.loads(as_json.stdout)["error"]["message"].endswith(expected)
+
+
+def test_a_wrong_token_says_where_it_came_from(control_plane: ControlPlane, project: Any) -> None:
+    plane = control_plane
+    directory = staged(plane, project)
+    wrong = {"COMPARTMENT_API_URL": plane.api_url, "COMPARTMENT_TOKEN": "wrong-token"}
+    from_env = cli(plane, "deployment", "list", cwd=directory, env=wrong)
+    assert from_env.returncode == 4
+    assert from_env.stderr.rstrip("\n").endswith(
+        f"The token came from COMPARTMENT_TOKEN: set it to a valid token for {plane.api_url}."
+    )
+
+    config = plane.config_dir / "config.json"
+    login = json.loads(config.read_text())
+    login["remotes"]["local"]["sessionToken"] = "stale-token"
+    config.write_text(json.dumps(login))
+    for args in (PROMOTE, ("deployment", "list")):
+        from_file = cli(plane, *args, cwd=directory)
+        assert from_file.returncode == 4, from_file.stderr
+        assert from_file.stderr.rstrip("\n").endswith(
+            f'The token came from remote "local" in {config}: start `compartment server` '
+            "again, which records its token there, or set COMPARTMENT_TOKEN."
+        )
+        assert "stale-token" not in from_file.stderr

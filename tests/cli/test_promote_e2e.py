@@ -50,11 +50,11 @@ SUMMARY_KEYS = {
     "completedAt",
     "rollbackAvailable",
     "operation",
-    # Optional in the platform's newest ReadSummary; the local control plane fills
-    # accessProtected always and reusableImageState for a succeeded deployment.
+    # Optional in the platform's newest ReadSummary; the local control plane always
+    # fills both.
     "accessProtected",
+    "reusableImageState",
 }
-OPTIONAL_SUMMARY_KEYS = {"reusableImageState"}
 
 # Stands in front of the test service: in the environments listed in FAIL_IN,
 # /healthz answers 503 for ever, so a promotion there fails its readiness check.
@@ -113,7 +113,7 @@ def parse_result(stdout: str) -> dict[str, Any]:
     document = json.loads(stdout)  # fails if anything else is on stdout
     assert set(document) == RESULT_KEYS
     for deployment in (*document["deployments"], *document["activeDeployments"]):
-        assert set(deployment) - OPTIONAL_SUMMARY_KEYS == SUMMARY_KEYS
+        assert set(deployment) == SUMMARY_KEYS
     msgspec.json.decode(stdout, type=RunResult, strict=True)
     result: dict[str, Any] = document
     return result

@@ -332,3 +332,36 @@ def test_a_token_never_leaks(
         outcome = error
     for text in (repr(outcome), str(outcome)):
         assert secret not in text
+
+
+# --- where each setting came from, for the hints of errors -------------------------------------
+
+
+def test_each_setting_says_where_it_came_from(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    local = f'remote "local" in {config}'
+    cases = [
+        ({}, {}, (local, local)),
+        ({"COMPARTMENT_TOKEN": ENV_TOKEN}, {}, (local, "COMPARTMENT_TOKEN")),
+        ({"COMPARTMENT_API_URL": "https://ci.example.com"}, {}, ("COMPARTMENT_API_URL", None)),
+        ({}, {"api_url": "http://10.0.0.1:1"}, ("--api-url", None)),
+        ({}, {"remote": "prod"}, (f'remote "prod" in {config}',) * 2),
+    ]
+    for extra, flags, sources in cases:
+        connection = resolve_connection(environ=env_for(tmp_path, **extra), **flags)
+        assert (connection.url_source, connection.token_source) == sources, (extra, flags)
+    (tmp_path / "empty").mkdir()
+    nothing = resolve_connection(environ=env_for(tmp_path / "empty", config=None))
+    assert nothing.url_source.startswith("the default")
+    assert nothing.unauthorized_hint().startswith("No token was sent")
+
+
+def test_the_hints_name_the_source_and_what_to_do(tmp_path: Path) -> None:
+    local = resolve_connection(environ=env_for(tmp_path))
+    assert local.unreachable_hint().endswith("is `compartment server` running?")
+    assert "start `compartment server` again" in local.unauthorized_hint()
+    hosted = resolve_connection(remote="prod", environ=env_for(tmp_path))
+    assert "compartment server" not in hosted.unreachable_hint()
+    assert "log in again with the official CLI" in hosted.unauthorized_hint()
+    for connection in (local, hosted):
+        assert_no_token_in(connection.unreachable_hint() + connection.unauthorized_hint())

@@ -38,7 +38,7 @@ def test_every_endpoint_answers_in_the_platform_shape(
     )
     assert promoted.status_code == 200
     control_plane.wait_run(promoted.json()["deploymentRunId"])
-    # A failed deployment: failureMessage, completedAt, a deployment without reusable image.
+    # A failed deployment: failureMessage, completedAt, no rollback to it.
     bad = project(
         "2.0.0", web={"health_status": 503, "readiness": {"type": "http", "timeoutMs": 1500}}
     )
@@ -67,7 +67,7 @@ def test_every_endpoint_answers_in_the_platform_shape(
     assert [e.status_code for e in errors] == [404, 400, 409, 400, 404, 401]
     failed_summary = next(d for d in listed.json()["deployments"] if d["status"] == "failed")
     assert failed_summary["failureMessage"]
-    assert "reusableImageState" not in failed_summary
+    assert failed_summary["rollbackAvailable"] is False
     assert sorted(set(CHECKED)) == [
         "DeployResponse",
         "ErrorResponse",
