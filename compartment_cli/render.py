@@ -15,6 +15,7 @@ import msgspec
 
 from compartment_cli.models.api import ListResponse, NameRef, ReadSummary, parse_timestamp
 from compartment_cli.models.events import StepEvent
+from compartment_cli.models.plan import NothingToPromote, PromotionPlan
 from compartment_cli.models.result import ErrorDetail, ErrorDocument, RunResult
 
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
     "list_lines",
     "logs_command",
     "paint",
+    "plan_json",
+    "plan_lines",
     "result_json",
     "result_lines",
     "step_line",
@@ -305,3 +308,50 @@ def list_lines(listing: ListResponse, *, color: bool = False) -> list[str]:
 
 def list_json(listing: ListResponse) -> bytes:
     return msgspec.json.encode(listing) + b"\n"
+
+
+# --- promotion plans (promote --dry-run) -----------------------------------------------------
+
+PLAN_COLUMNS = ("SERVICE", "ACTION", "SOURCE", "DIGEST", "LABEL", "CREATED", "TARGET", "DIGEST")
+_ACTION_STYLES = {"promote": "running", "new": "running", "unchanged": "dim"}
+
+
+def _short_digest(digest: str | None) -> str:
+    if not digest:
+        return "-"
+    algorithm, _, hexdigest = digest.rpartition(":")
+    return f"{algorithm}:{hexdigest[:12]}" if algorithm else hexdigest[:12]
+
+
+def plan_lines(plan: PromotionPlan, *, color: bool = False) -> list[str]:
+    """What ``promote --dry-run`` would do: a header line, then one row per service."""
+    target = plan.environment
+    state = "exists" if target.exists else "new environment"
+    if target.busy:
+        state += f", busy with run {target.deployment_run_id}"
+    header = (
+        f"{paint(plan.project.name, 'bold', color)}  {plan.source_environment.name} → "
+        f"{target.name} ({state})  plan, nothing changed"
+    )
+    rows = [[(title, "dim") for title in PLAN_COLUMNS]]
+    for s in plan.services:
+        rows.append(
+            [
+                (s.service_name, "bold"),
+                (s.action, _ACTION_STYLES.get(s.action, "")),
+                (s.source.deployment_id, ""),
+                (_short_digest(s.source.artifact_digest), "dim"),
+                (s.source.label or "-", ""),
+                (s.source.created_at or "-", "dim"),
+                (s.target.deployment_id if s.target else "-", ""),
+                (_short_digest(s.target.artifact_digest if s.target else None), "dim"),
+            ]
+        )
+    lines = [header, *_table(rows, color)]
+    if not plan.digests_known:
+        lines.append("(the control plane tells no artifact digests: no service shows as unchanged)")
+    return lines
+
+
+def plan_json(document: PromotionPlan | NothingToPromote) -> bytes:
+    return msgspec.json.encode(document) + b"\n"

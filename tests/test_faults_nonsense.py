@@ -225,12 +225,20 @@ def a_working_control_plane(fake: FakeControlPlane, events: Handler) -> None:
     fake.routes["GET /v1/events"] = events
 
 
+RUN_KEYS = ("deploymentRunId", "project", "environment")
+
+
 def error_of(done: Finished, exit_code: int, code: str) -> str:
     assert done.returncode == exit_code, done
     document = done.json()
+    # Once a run exists, the error names it (deploymentRunId, project, environment).
+    named = {k: document["error"].pop(k) for k in RUN_KEYS if k in document["error"]}
     assert document == {
         "error": {"code": code, "message": document["error"]["message"], "exitCode": exit_code}
     }
+    if named:
+        assert named == {"deploymentRunId": RUN, "project": {"name": "shop"},
+                         "environment": {"name": "production"}}  # fmt: skip
     message: str = document["error"]["message"]
     assert "\n" not in message.strip()
     return message
@@ -357,4 +365,5 @@ def test_a_stream_that_never_completes_the_run(fake: FakeControlPlane) -> None:
 
     message = error_of(done, 124, "timeout")
     assert f"follow it again with: compartment deployment watch {RUN}" in message
+    assert done.json()["error"]["deploymentRunId"] == RUN
     assert done.seconds < 2 + 3

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from compartment_cli import __version__
+from compartment_cli.cli import lifecycle as lc
 from compartment_cli.cli.coercion import DirectCommand, DirectGroup
 from compartment_cli.errors import EXIT_CODE_HELP, ExitCode, UsageError
 
@@ -235,6 +236,11 @@ def promote(
     output: OutputOpt = OutputFormat.text,
     timeout: TimeoutOpt = "15m",
     create_env: CreateEnvOpt = False,
+    dry_run: lc.DryRunOpt = False,
+    plan: lc.PlanOpt = None,
+    only_changed: lc.OnlyChangedOpt = False,
+    wait_for_target: lc.WaitForTargetOpt = None,
+    bake: lc.BakeOpt = None,
     remote: RemoteOpt = None,
     api_url: ApiUrlOpt = None,
 ) -> None:
@@ -257,9 +263,18 @@ def promote(
         wait = _wait_options(timeout)
         project_name, _, _ = _project(project, service)
         request = promote_request(project_name, source, target, service)
+        if dry_run:
+            lc.check_dry_run(**{"--plan": plan, "--only-changed": only_changed, "--bake": bake})
+            return lc.dry_run_plan(request, _connection(api_url, remote, out))
+        flags = (source, target, project_name, service)
+        life = lc.lifecycle_of(parse_duration, wait_for_target, bake, plan, only_changed, flags)
+        if life.plan is not None:
+            request = promote_request(project_name, source, target, life.plan.service_name)
         connection = _connection(api_url, remote, out)
         return out.wait_for_run(
-            lambda progress: run_promote(connection, request, progress, wait, create_env=create_env)
+            lambda progress: run_promote(
+                connection, request, progress, wait, create_env=create_env, lifecycle=life
+            )
         )
 
     raise typer.Exit(out.run(body))
@@ -279,6 +294,8 @@ def deploy(
     output: OutputOpt = OutputFormat.text,
     timeout: TimeoutOpt = "15m",
     create_env: CreateEnvOpt = False,
+    wait_for_target: lc.WaitForTargetOpt = None,
+    bake: lc.BakeOpt = None,
     remote: RemoteOpt = None,
     api_url: ApiUrlOpt = None,
 ) -> None:
@@ -305,6 +322,7 @@ def deploy(
             environment=environment,
             service=service,
             create_env=create_env,
+            lifecycle=lc.lifecycle_of(parse_duration, wait_for_target, bake),
         )
         connection = _connection(api_url, remote, out)
         return out.wait_for_run(lambda progress: run_deploy(connection, options, progress, wait))

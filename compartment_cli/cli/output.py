@@ -23,7 +23,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, TextIO, TypeVar
 
 from compartment_cli import __version__, render
 from compartment_cli.cli.streams import PipeSafe
@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from compartment_cli.models.events import StepEvent
     from compartment_cli.models.result import RunResult
     from compartment_cli.workflows.follow import Progress, RunTarget
+
+T = TypeVar("T")
 
 REPORT_TO = "the compartment-cli issue tracker"
 NOT_CONFIGURED_HINT = (
@@ -131,7 +133,7 @@ class Output:
             return self.unexpected(exc)
         return self.show(value)
 
-    def wait_for_run(self, workflow: Callable[[Progress], Awaitable[RunResult]]) -> RunResult:
+    def wait_for_run(self, workflow: Callable[[Progress], Awaitable[T]]) -> T:
         """Run an async workflow with anyio, reporting its progress as chosen for this output."""
         import anyio
 
@@ -159,6 +161,18 @@ class Output:
             return self.result(value)
         if isinstance(value, ListResponse):
             return self.listing(value)
+        return self.lifecycle(value)
+
+    def lifecycle(self, value: object) -> int:
+        """A promotion plan (``--dry-run``), or nothing to promote (``--only-changed``)."""
+        from compartment_cli.models.plan import NothingToPromote, PromotionPlan
+
+        if isinstance(value, PromotionPlan | NothingToPromote) and self.json:
+            self._write_json(render.plan_json(value))
+        elif isinstance(value, PromotionPlan):
+            self._write_lines(self.stdout, render.plan_lines(value, color=self.stdout_color))
+        elif isinstance(value, NothingToPromote):
+            self._write_lines(self.stdout, [value.message])
         return int(ExitCode.OK)
 
     def result(self, result: RunResult) -> int:
@@ -187,8 +201,14 @@ class Output:
     def error(self, error: CompartmentError) -> int:
         code = int(error.exit_code)
         message = error.message
-        if (hint := self._hint(error)) is not None:
-            message = f"{message}\n{hint}"
+        hint_line = ""
+        if self.not_configured and isinstance(error, Unavailable | NotAuthorized):
+            hint_line = NOT_CONFIGURED_HINT
+            message = f"{message}\n{NOT_CONFIGURED_HINT}"
+        elif (hint := self._hint(error)) is not None:
+            # One line, like every message: a script may read the first line only.
+            end = "" if message.rstrip().endswith((".", "?", "!")) else "."
+            message = f"{message.rstrip()}{end} {hint}"
         if self.json:
             run = error.run
             document = render.error_json(
@@ -201,13 +221,11 @@ class Output:
             )
             self._write_json(document)
         else:
-            self._write_error(error.message, hint=message.removeprefix(error.message).strip())
+            self._write_error(message.removesuffix(f"\n{hint_line}"), hint=hint_line)
         return code
 
     def _hint(self, error: CompartmentError) -> str | None:
         """What to do about a connection or auth error, the same for every command."""
-        if self.not_configured and isinstance(error, Unavailable | NotAuthorized):
-            return NOT_CONFIGURED_HINT
         if self.connection is None:
             return None
         if isinstance(error, NotAuthorized):

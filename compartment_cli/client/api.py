@@ -49,6 +49,7 @@ from compartment_cli.models.api import (
     ErrorResponse,
     ListResponse,
     PromoteRequest,
+    RollbackRequest,
     RunResponse,
     StatusResponse,
 )
@@ -351,6 +352,13 @@ class ApiClient:
         body = msgspec.json.encode(request)
         return await self._post(
             "/v1/deployments/promote", lambda: body, {"Content-Type": "application/json"}
+        )
+
+    async def rollback(self, request: RollbackRequest) -> Admitted:
+        """``POST /v1/deployments/rollback``."""
+        body = msgspec.json.encode(request)
+        return await self._post(
+            "/v1/deployments/rollback", lambda: body, {"Content-Type": "application/json"}
         )
 
     async def deploy(self, archive: Path) -> Admitted:

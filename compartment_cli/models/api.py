@@ -312,6 +312,9 @@ class RunResponse(Wire):
     deployments: list[ReadSummary]
     created_at: Timestamp
     completed_at: Timestamp | None
+    artifact_digests: dict[str, str] = msgspec.field(default_factory=dict)
+    """Deployment id → ``sha256:`` digest of the artifact it runs (what ``promote --dry-run``
+    compares: a promoted deployment runs the very artifact of its source)."""
 
 
 def parse_timestamp(value: str | None) -> datetime | None:

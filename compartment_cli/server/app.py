@@ -309,6 +309,7 @@ async def get_run(request: Request) -> Response:
         if run.source_environment_id
         else None
     )
+    deployments = store.run_deployments(run.id)
     return json_response(
         RunResponse(
             deployment_run_id=run.id,
@@ -317,9 +318,10 @@ async def get_run(request: Request) -> Response:
             project=NameRef(name=store.project_by_id(run.project_id).name),
             environment=NameRef(name=store.environment_by_id(run.environment_id).name),
             source_environment=source,
-            deployments=state.summaries.read(store.run_deployments(run.id)),
+            deployments=state.summaries.read(deployments),
             created_at=run.created_at,
             completed_at=run.completed_at,
+            artifact_digests={d.id: f"sha256:{d.artifact_digest}" for d in deployments},
         )
     )
 

@@ -21,6 +21,7 @@ from compartment_cli.workflows.follow import (
     follow_run,
     target_of,
 )
+from compartment_cli.workflows.lifecycle import NO_LIFECYCLE, Lifecycle, send_when_free
 from compartment_cli.workflows.pack import PackStats, pack_services
 
 __all__ = ["DeployOptions", "deploy", "run_deploy"]
@@ -34,6 +35,8 @@ class DeployOptions:
     service: str | None = None
     create_env: bool = False
     """Create ``environment`` even when its name is close to an existing one's."""
+    lifecycle: Lifecycle = NO_LIFECYCLE
+    """``--wait-for-target`` and ``--bake``."""
 
 
 def _pack(options: DeployOptions, archive: Path) -> PackStats:
@@ -43,6 +46,7 @@ def _pack(options: DeployOptions, archive: Path) -> PackStats:
             options.descriptor,
             environment=options.environment,
             service=options.service,
+            bake_ms=options.lifecycle.bake_ms,
             out=out,
         )
 
@@ -69,7 +73,9 @@ async def deploy(
                 create=options.create_env,
                 progress=progress,
             )
-            admitted = await api.deploy(archive)
+            admitted = await send_when_free(
+                api, lambda: api.deploy(archive), progress, options.lifecycle
+            )
             return target_of(admitted, source_environment=None, kind="deploy", existed=check.exists)
 
         return await follow_run(

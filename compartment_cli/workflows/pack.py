@@ -87,6 +87,7 @@ def pack_services(
     environment: str,
     service: str | None,
     out: BinaryIO,
+    bake_ms: int | None = None,
 ) -> PackStats:
     """Write the deploy archive of ``descriptor``'s services (or only ``service``) to ``out``.
 
@@ -117,6 +118,7 @@ def pack_services(
         services=selected,
         environment_name=environment,
         service_name=service,
+        bake_ms=bake_ms,
     )
     _write_archive(msgspec.json.encode(manifest), entries, out)
     return stats

@@ -10,6 +10,7 @@ from compartment_cli.client.connection import Connection
 from compartment_cli.errors import UsageError
 from compartment_cli.models.api import PromoteRequest
 from compartment_cli.models.base import ENVIRONMENT_NAME_RULE, PROJECT_NAME_RULE, SERVICE_NAME_RULE
+from compartment_cli.models.plan import NothingToPromote, PromotionPlan
 from compartment_cli.models.result import RunResult
 from compartment_cli.workflows.environments import check_target
 from compartment_cli.workflows.follow import (
@@ -19,8 +20,16 @@ from compartment_cli.workflows.follow import (
     follow_run,
     target_of,
 )
+from compartment_cli.workflows.lifecycle import (
+    NO_LIFECYCLE,
+    Lifecycle,
+    promote_checked,
+    scoped_request,
+    send_when_free,
+)
+from compartment_cli.workflows.plan import make_plan
 
-__all__ = ["promote", "promote_request", "run_promote"]
+__all__ = ["promote", "promote_request", "run_dry_run", "run_promote"]
 
 
 def promote_request(
@@ -60,9 +69,17 @@ async def promote(
     wait: WaitOptions,
     *,
     create_env: bool = False,
-) -> RunResult:
+    lifecycle: Lifecycle = NO_LIFECYCLE,
+) -> RunResult | NothingToPromote:
     """Subscribe to the target's events, check the target's name, POST the promotion, wait
-    for its run to end."""
+    for its run to end. ``lifecycle``: a plan to apply exactly, ``--only-changed``,
+    ``--wait-for-target``, ``--bake`` (``workflows.lifecycle``)."""
+    scoped = await scoped_request(
+        ApiClient(http, retry=wait.api_retry), request, lifecycle, progress
+    )
+    if isinstance(scoped, NothingToPromote):
+        return scoped
+    request, services = scoped
 
     async def start(api: ApiClient) -> RunTarget:
         check = await check_target(
@@ -73,7 +90,9 @@ async def promote(
             create=create_env,
             progress=progress,
         )
-        admitted = await api.promote(request)
+        admitted = await send_when_free(
+            api, lambda: promote_checked(api, request, services, progress), progress, lifecycle
+        )
         return target_of(
             admitted,
             source_environment=request.source_environment_name,
@@ -99,6 +118,21 @@ async def run_promote(
     wait: WaitOptions,
     *,
     create_env: bool = False,
-) -> RunResult:
+    lifecycle: Lifecycle = NO_LIFECYCLE,
+) -> RunResult | NothingToPromote:
     async with open_client(connection) as http:
-        return await promote(http, request, progress, wait, create_env=create_env)
+        return await promote(
+            http, request, progress, wait, create_env=create_env, lifecycle=lifecycle
+        )
+
+
+async def run_dry_run(connection: Connection, request: PromoteRequest) -> PromotionPlan:
+    """``promote --dry-run``: the plan, from reads only."""
+    async with open_client(connection) as http:
+        return await make_plan(
+            ApiClient(http),
+            request.project_name,
+            request.source_environment_name,
+            request.target_environment_name,
+            request.service_name,
+        )
