@@ -118,6 +118,8 @@ def header_line(result: RunResult, *, color: bool = False) -> str:
         target += " (new environment)"
     if result.source_environment is not None:
         move = f"{result.source_environment.name} → {target}"
+    elif {d.operation.type for d in result.deployments} == {"rollback"}:
+        move = f"rollback of {target}"
     else:
         move = f"deploy to {target}"
     run = f"run {result.deployment_run_id}"

@@ -165,6 +165,10 @@ class ControlPlane:
         with self.client() as client:
             return client.post("/v1/deployments/promote", json=body)
 
+    def post_rollback(self, **body: Any) -> httpx.Response:
+        with self.client() as client:
+            return client.post("/v1/deployments/rollback", json=body)
+
     def deploy(
         self, project_dir: Path, environment: str, service: str | None = None
     ) -> httpx.Response:
@@ -221,7 +225,9 @@ def write_project(
     """A project of test services (tests/fixtures/service.py), one directory each.
 
     ``services`` maps a name to its settings: ``ready_after`` (s), ``health_status``,
-    ``exit_code``, ``readiness`` (False: no block; a dict: the block), ``kind``,
+    ``exit_code``, ``fail_after`` (s: /healthz answers 503 from then on), ``broken_if`` (a
+    path: the service exits at start while it exists), ``readiness``
+    (False: no block; a dict: the block), ``kind``,
     ``version``. Default: services ``web`` and ``api``, ready at once.
     """
     import json
@@ -238,6 +244,8 @@ def write_project(
             ("ready_after", "READY_AFTER"),
             ("health_status", "HEALTH_STATUS"),
             ("exit_code", "EXIT_CODE"),
+            ("fail_after", "FAIL_AFTER"),
+            ("broken_if", "BROKEN_IF"),
         ):
             (directory / filename).unlink(missing_ok=True)
             if key in spec:

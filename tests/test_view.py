@@ -203,3 +203,14 @@ def test_rows_fit_the_terminal() -> None:
     assert len(lines) == 10
     assert lines[-1][0][0].strip() == "… and 22 more (1 finished)"
     assert all(sum(len(c) + 2 for c, _ in line) <= 62 for line in lines[1:])
+
+
+def test_bake_steps_in_words() -> None:
+    v = view()
+    play(v, PROMOTION[:14])
+    play(v, [step("web", "baking", "running", "watching dep_web for 3 s", 4.4)])
+    assert row(v, "web", 4.5)[0] == "baking"
+    play(v, [step("web", "switching_back", "running", "api: readiness answered 503", 5.0)])
+    assert row(v, "web", 5.1)[0] == "switching back"
+    play(v, [step("web", "baking", "running", "a late replay", 4.4)])
+    assert row(v, "web", 5.2)[0] == "switching back"  # never moves back

@@ -11,13 +11,19 @@ insert. Execution starts afterwards (``Orchestrator``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import msgspec
 
-from compartment_cli.models.api import BUSY_RUN_HEADER, DeployResponse, PromoteRequest
+from compartment_cli.models.api import (
+    BUSY_RUN_HEADER,
+    DeployResponse,
+    PromoteRequest,
+    RollbackRequest,
+    RunType,
+)
 from compartment_cli.models.descriptor import ROUTED_KINDS, DeployManifest
 from compartment_cli.server.errors import Refusal, environment_not_found, project_not_found
+from compartment_cli.server.rollback import require_reusable, resolve_rollback
 from compartment_cli.server.runs import Candidate, Recorder, RunContext, Services
 from compartment_cli.server.runtime import free_port
 from compartment_cli.server.store import (
@@ -131,13 +137,7 @@ class Admission:
                 f"nothing is active in {scope}environment {source_name!r} to promote",
             )
         for deployment in sources:
-            if not self._services.artifacts.exists(deployment.artifact_digest):
-                raise Refusal(
-                    409,
-                    "deployment_image_not_available",
-                    f"the artifact of {deployment.service_name} ({deployment.id}) is no longer"
-                    " available",
-                )
+            require_reusable(deployment, self._services.summaries)
         if request.source_deployment_ids is not None:
             check_plan(request.source_deployment_ids, sources, source_name, self._store)
         move_key = "promote:{}:{}:{}:{}:{}".format(
@@ -171,12 +171,43 @@ class Admission:
                 f" from {source_name}, no rebuild"
                 for c, d in zip(candidates, sources, strict=True)
             },
+            bake_ms=request.bake_ms,
+        )
+
+    def rollback(self, request: RollbackRequest) -> Admitted:
+        """The earlier deployments (``rollback.py``) start again from their artifacts."""
+        project, environment, targets = resolve_rollback(
+            request, self._store, self._services.summaries
+        )
+        move_key = "rollback:{}:{}:{}".format(
+            project.name, environment.name, ",".join(sorted(d.id for d in targets))
+        )
+        existing = self._by_move.get(move_key)
+        if existing is not None:
+            return Admitted(self._response(existing.run_id), None)
+        self._check_busy(environment.id, [d.service_name for d in targets])
+        with self._store.transaction():
+            run = self._new_run("rollback", project, environment, None, move_key)
+            candidates = [
+                self._new_deployment(run, environment, d.service_name, d.artifact_digest, d.config)
+                for d in targets
+            ]
+        return self._admit(
+            run,
+            project,
+            environment,
+            candidates,
+            f"roll back {project.name} in {environment.name}",
+            messages={
+                c.deployment.id: f"rolling back to {d.id} of {d.run_id}"
+                f" (artifact sha256:{d.artifact_digest[:12]}), no rebuild"
+                for c, d in zip(candidates, targets, strict=True)
+            },
+            bake_ms=request.bake_ms,
         )
 
     def deploy(self, manifest: DeployManifest, digests: dict[str, str]) -> Admitted:
         """``digests``: the stored artifact of every service in the manifest."""
-        if manifest.bake_ms is not None:  # until the bake lands
-            raise Refusal(400, "invalid_deploy_request", "bakeMs is not supported yet")
         services = {
             name: config
             for name, config in manifest.services.items()
@@ -225,6 +256,7 @@ class Admission:
             candidates,
             f"deploy {project.name} to {environment.name}",
             messages={c.deployment.id: f"queued in {run.id}" for c in candidates},
+            bake_ms=manifest.bake_ms,
         )
 
     def _check_busy(self, environment_id: str | None, services: list[str]) -> None:
@@ -244,7 +276,7 @@ class Admission:
 
     def _new_run(
         self,
-        run_type: Literal["deploy", "promote"],
+        run_type: RunType,
         project: Project,
         environment: Environment,
         source_environment_id: str | None,
@@ -305,8 +337,9 @@ class Admission:
         description: str,
         *,
         messages: dict[str, str],
+        bake_ms: int | None,
     ) -> Admitted:
-        context = RunContext(run, project, environment, candidates)
+        context = RunContext(run, project, environment, candidates, bake_ms=bake_ms)
         flight = InFlight(
             context,
             description,

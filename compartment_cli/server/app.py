@@ -40,6 +40,7 @@ from compartment_cli.models.api import (
     NameRef,
     ProjectName,
     PromoteRequest,
+    RollbackRequest,
     RunResponse,
     RunType,
     ServiceName,
@@ -216,10 +217,15 @@ async def openapi(request: Request) -> Response:
 async def promote(request: Request) -> Response:
     state = _state(request)
     body = await parse_body(request, PromoteRequest, "invalid_promote_deployment_request")
-    if body.bake_ms is not None:  # until the bake lands
-        raise Refusal(400, "invalid_promote_deployment_request", "bakeMs is not supported yet")
     started = now()
     return _admitted(state, state.orchestrator.promote(body), started)
+
+
+async def rollback(request: Request) -> Response:
+    state = _state(request)
+    body = await parse_body(request, RollbackRequest, "invalid_rollback_deployment_request")
+    started = now()
+    return _admitted(state, state.orchestrator.rollback(body), started)
 
 
 def _admitted(state: State, response: DeployResponse, started: str) -> Response:
@@ -428,6 +434,7 @@ def create_app(state: State, lifespan: Any = None) -> ASGIApp:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/v1/deployments/promote", promote, methods=["POST"]),
+        Route("/v1/deployments/rollback", rollback, methods=["POST"]),
         Route("/v1/deployments/status", deployment_status, methods=["GET"]),
         Route("/v1/deployments/runs/{run_id}", get_run, methods=["GET"]),
         Route("/v1/deployments", list_deployments, methods=["GET"]),

@@ -18,8 +18,9 @@ from functools import partial
 import anyio
 from anyio.abc import TaskGroup
 
-from compartment_cli.models.api import Health, RunStatus
+from compartment_cli.models.api import Health, PromotionStage, RunStatus
 from compartment_cli.models.descriptor import ROUTED_KINDS
+from compartment_cli.server.bake import Bake
 from compartment_cli.server.builds import run_build
 from compartment_cli.server.runs import (
     Candidate,
@@ -57,6 +58,7 @@ class Execution:
         self._restored = restored
         self._before_start = before_start
         self._build_locks: dict[str, anyio.Lock] = {}
+        self._bake = Bake(services, recorder)
 
     async def execute(self, context: RunContext) -> RunStatus:
         """Run every step; a failure, an internal error or a cancellation (the server
@@ -107,6 +109,10 @@ class Execution:
             await self._stop_candidates(context)
             return self._recorder.fail_run(context, failure[1], stopped_service=failure[0])
         previous = self._switch(context)
+        if context.bake_ms:
+            trouble = await self._bake.watch(context, previous)
+            if trouble is not None:
+                return await self._bake.switch_back(context, previous, trouble)
         await self._drain(context, previous)
         return self._complete(context)
 
@@ -247,12 +253,16 @@ class Execution:
                     candidate.backend_port
                 )
         old_targets = self._services.routes.switch(targets)
+        # What a rollback replaced is "rolled_back" (the platform's stage), not just stopped.
+        replaced_stage: PromotionStage = (
+            "rolled_back" if context.run.type == "rollback" else "stopped"
+        )
         with self._store.transaction():
             for candidate in context.candidates:
                 replaced = previous.get(candidate.deployment.id)
                 if replaced is not None:
                     self._store.update_deployment(
-                        replaced.id, Change(is_active=False, stage="stopped")
+                        replaced.id, Change(is_active=False, stage=replaced_stage)
                     )
                 self._store.update_deployment(
                     candidate.deployment.id, Change(is_active=True, stage="activating")

@@ -13,12 +13,14 @@ import msgspec
 
 from compartment_cli import __version__
 from compartment_cli.models.api import (
+    BUSY_RUN_HEADER,
     DeployResponse,
     EnvironmentListResponse,
     ErrorResponse,
     ListLimit,
     ListResponse,
     PromoteRequest,
+    RollbackRequest,
     RunResponse,
     StatusResponse,
 )
@@ -57,6 +59,7 @@ def openapi_document() -> bytes:
     _, components = msgspec.json.schema_components(
         [
             PromoteRequest,
+            RollbackRequest,
             DeployResponse,
             StatusResponse,
             ListResponse,
@@ -93,7 +96,31 @@ def openapi_document() -> bytes:
                 "operationId": "promoteDeployment",
                 "summary": "Make the deployments active in one environment active in another,"
                 " without a rebuild.",
+                "description": "Extensions of ours, left out by clients that do not use them:"
+                " sourceDeploymentIds (409 plan_stale unless the source's active deployments"
+                " are exactly these, checked atomically at admission) and bakeMs (after the"
+                " switch, watch the new deployments this long, the previous ones still"
+                " running; a failure switches every route of the run back: steps baking and"
+                " switching_back). A busy target (409 deployment_target_busy) names the run"
+                " holding it in the message and in the header " + BUSY_RUN_HEADER + ".",
                 "requestBody": {"required": True, "content": _json(PromoteRequest)},
+                "responses": {
+                    "200": {"description": "The run", "content": _json(DeployResponse)},
+                    **_errors(404, 409),
+                },
+            }
+        },
+        "/v1/deployments/rollback": {
+            "post": {
+                "operationId": "rollbackDeployment",
+                "summary": "Make earlier deployments of an environment active again, started"
+                " from their artifacts (no rebuild), gated by readiness like a promotion.",
+                "description": "Without a target: each active service (or serviceName) goes"
+                " back to its previous deployment. targetDeploymentRunId: that run's"
+                " deployments. targetDeploymentId: one service to that deployment. bakeMs"
+                " (ours) as on promote. A target whose artifact retention removed is refused"
+                " with 409 deployment_image_cleaned.",
+                "requestBody": {"required": True, "content": _json(RollbackRequest)},
                 "responses": {
                     "200": {"description": "The run", "content": _json(DeployResponse)},
                     **_errors(404, 409),

@@ -22,7 +22,7 @@ from contextlib import asynccontextmanager
 import anyio
 from anyio.abc import TaskGroup
 
-from compartment_cli.models.api import DeployResponse, PromoteRequest
+from compartment_cli.models.api import DeployResponse, PromoteRequest, RollbackRequest
 from compartment_cli.models.descriptor import DeployManifest
 from compartment_cli.server.admission import Admission, Admitted, InFlight
 from compartment_cli.server.execution import Execution
@@ -58,6 +58,9 @@ class Orchestrator:
 
     def promote(self, request: PromoteRequest) -> DeployResponse:
         return self._start(self._admission.promote(request))
+
+    def rollback(self, request: RollbackRequest) -> DeployResponse:
+        return self._start(self._admission.rollback(request))
 
     def deploy(self, manifest: DeployManifest, digests: dict[str, str]) -> DeployResponse:
         """``digests``: the stored artifact of every service in the manifest."""

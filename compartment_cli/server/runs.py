@@ -136,6 +136,8 @@ class RunContext:
     environment: Environment
     candidates: list[Candidate] = field(default_factory=list)
     started_at: float = field(default_factory=time.monotonic)
+    bake_ms: int | None = None
+    """(ours) Watch the new deployments this long after the switch (``bake.py``)."""
 
 
 RunHook = Callable[[RunContext, "Recorder"], Awaitable[None]]
@@ -222,7 +224,9 @@ class Recorder:
             if stopped_service is None or stopped_service == service:
                 message = f"{service}: {reason}"
             else:
-                verb = "promoted" if context.run.type == "promote" else "deployed"
+                verb = {"promote": "promoted", "rollback": "rolled back"}.get(
+                    context.run.type, "deployed"
+                )
                 message = f"{service}: not {verb}, because {stopped_service}: {reason}"
             if current.is_active and current.previous_id:
                 # It died after its route moved: what it replaced is active again.

@@ -314,3 +314,26 @@ async def check_started(proc: RunningProcess, *, grace: float) -> ReadinessResul
     if await _exited_within(proc, grace):
         return ReadinessResult(False, _exit_message(proc, f"within {_seconds(grace)} of starting"))
     return ReadinessResult(True, f"process is running after {_seconds(grace)}")
+
+
+# --- after the switch: what the bake watches ----------------------------------
+
+
+async def probe_ready(proc: RunningProcess, path: str, seconds: float) -> str | None:
+    """One readiness GET to the process's own port: None when it answered 2xx, else what
+    went wrong in words (``GET /healthz answered 503``)."""
+    if proc.port is None:
+        raise ValueError("readiness needs a port")
+    if not path.startswith("/"):
+        path = "/" + path
+    outcome = await _probe(proc.port, path, seconds)
+    if isinstance(outcome, int) and 200 <= outcome < 300:
+        return None
+    return _describe(path, outcome)
+
+
+async def exited_within(proc: RunningProcess, seconds: float) -> str | None:
+    """Wait up to ``seconds``; None while the process runs, else how it ended."""
+    if await _exited_within(proc, seconds):
+        return _exit_message(proc, "after the switch")
+    return None

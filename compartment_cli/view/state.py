@@ -30,6 +30,8 @@ ORDER = (
     "waiting for readiness",
     "ready",
     "switching",
+    "baking",
+    "switching back",
     "draining",
     "active",
 )
@@ -44,6 +46,8 @@ _STEP_STATES = {
     "starting_candidate": "starting",
     "checking_readiness": "waiting for readiness",
     "switching_route": "switching",
+    "baking": "baking",
+    "switching_back": "switching back",
     "draining_previous": "draining",
 }
 _STAGE_STATES = {

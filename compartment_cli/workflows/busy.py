@@ -1,9 +1,10 @@
 """``--wait-for-target``: when the target is busy, wait for the run that holds it, then ask again.
 
-A 409 ``deployment_target_busy`` names the run that holds the target (in its
-message; our control plane also in a ``deploymentRunId`` of the error where the
-client keeps it). That run is followed through ``GET /v1/deployments/runs/{id}``
-(its deployments' changes are notices, shown with ``--verbose``) until it ends;
+A 409 ``deployment_target_busy`` names the run that holds the target in its
+message; the error then names that run (``deploymentRunId`` of the JSON error), so a
+script can follow it with ``compartment deployment watch``. With ``--wait-for-target``
+that run is followed through ``GET /v1/deployments/runs/{id}`` (its deployments'
+changes are notices, shown with ``--verbose``) until it ends;
 a control plane without that endpoint is asked again every ``retry_interval``.
 The whole wait is bounded by ``wait_for`` (and by ``--timeout``, which bounds
 the command around it); still busy then: the 409, exit 3.
@@ -19,7 +20,7 @@ from typing import TypeVar
 import anyio
 
 from compartment_cli.client.api import ApiClient
-from compartment_cli.errors import ApiRefused
+from compartment_cli.errors import ApiRefused, RunRef
 from compartment_cli.workflows.follow import FINAL_STATUSES, Progress
 
 __all__ = ["BUSY_CODE", "busy_run_id", "request_when_free"]
@@ -55,15 +56,19 @@ async def request_when_free(
         try:
             return await send()
         except ApiRefused as exc:
-            if exc.code != BUSY_CODE or deadline is None:
+            if exc.code != BUSY_CODE:
                 raise
+            holder = busy_run_id(exc)
+            named = None if holder is None else RunRef(holder)
+            if deadline is None:
+                raise exc.about(named) from None
             left = deadline - time.monotonic()
             if left <= 0:
                 raise ApiRefused(
                     f"{exc.message} (still busy after waiting {wait_for:g}s: --wait-for-target)",
                     code=BUSY_CODE,
+                    run=named,
                 ) from None
-            holder = busy_run_id(exc)
             progress.notice(
                 f"the target is busy with run {holder or '(unnamed)'}; waiting for it to end "
                 f"(up to {left:.0f}s more)"

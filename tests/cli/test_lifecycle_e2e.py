@@ -241,7 +241,9 @@ def test_a_busy_target_is_waited_for_then_promoted(
     took = time.monotonic() - started
 
     assert refused.returncode == 3
-    assert json.loads(refused.stdout)["error"]["code"] == "deployment_target_busy"
+    error = json.loads(refused.stdout)["error"]
+    assert error["code"] == "deployment_target_busy"
+    assert error["deploymentRunId"] == holder  # the run to follow
     assert waited.returncode == 0, waited.stderr
     assert f"busy with run {holder}" in waited.stderr
     assert f"run {holder} ended succeeded" in waited.stderr
@@ -262,6 +264,7 @@ def test_wait_for_target_is_bounded(control_plane: ControlPlane, project: Any) -
     error = json.loads(done.stdout)["error"]
     assert error["code"] == "deployment_target_busy"
     assert "still busy after waiting 1s" in error["message"]
+    assert error["deploymentRunId"] == holder
     assert took < 6  # the holder needs 8 s
     control_plane.wait_run(holder)
 

@@ -309,6 +309,7 @@ def test_openapi_document_describes_every_endpoint(control_plane: ControlPlane) 
         "/healthz",
         "/v1/deployments",
         "/v1/deployments/promote",
+        "/v1/deployments/rollback",
         "/v1/deployments/status",
         "/v1/deployments/runs/{deploymentRunId}",
         "/v1/environments",

@@ -4,10 +4,16 @@ its switch-back, and retention. Routes are checked through their real TCP ports.
 
 from __future__ import annotations
 
+import json
+import re
+import sqlite3
+import time
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from compartment_cli.models.api import BUSY_RUN_HEADER
-from tests.support import ControlPlane, http_get, plane_state
+from tests.support import ControlPlane, http_get, plane_state, serving_processes
 
 PROMOTE = {
     "projectName": "shop",
@@ -69,3 +75,217 @@ def test_a_busy_target_names_the_run_that_holds_it(
     assert set(busy.json()) == {"error"}
     assert set(busy.json()["error"]) == {"code", "message"}
     control_plane.wait_run(run_id)
+
+
+# --- rollback ---------------------------------------------------------------------------
+
+
+def deploy_versions(plane: ControlPlane, project: Any, *versions: str) -> list[dict[str, Any]]:
+    """Deploy each version to production in turn; the runs, oldest first."""
+    runs = []
+    for version in versions:
+        run = plane.deploy_and_wait(project(version), "production")
+        assert run["status"] == "succeeded", run
+        runs.append(run)
+    return runs
+
+
+def rollback_and_wait(plane: ControlPlane, **body: Any) -> dict[str, Any]:
+    response = plane.post_rollback(projectName="shop", environmentName="production", **body)
+    assert response.status_code == 200, response.text
+    return plane.wait_run(response.json()["deploymentRunId"])
+
+
+def test_rollback_returns_each_service_to_its_previous_deployment(
+    control_plane: ControlPlane, project: Any
+) -> None:
+    deploy_versions(control_plane, project, "1.0.0", "2.0.0")
+    replaced = control_plane.active("shop", "production")
+    url = replaced["web"]["routeUrl"]
+    assert http_get(url).startswith("200 2.0.0")
+
+    run = rollback_and_wait(control_plane)
+
+    assert run["status"] == "succeeded"
+    assert run["type"] == "rollback"
+    active = control_plane.active("shop", "production")
+    for service in ("web", "api"):
+        assert http_get(active[service]["routeUrl"]) == f"200 1.0.0 {active[service]['id']}"
+        assert active[service]["deploymentRunId"] == run["deploymentRunId"]
+    # What it replaced was rolled back, and may itself be rolled back to now.
+    [old_web] = [
+        d
+        for d in control_plane.get(
+            "/v1/deployments/status",
+            projectName="shop",
+            environmentName="production",
+            deploymentId=replaced["web"]["id"],
+        ).json()["deployments"]
+    ]
+    assert old_web["promotionStage"] == "rolled_back"
+    assert old_web["rollbackAvailable"] is True
+    assert old_web["reusableImageState"] == "available"
+    assert active["web"]["rollbackAvailable"] is False  # the active one never is
+
+
+def test_rollback_of_one_service_to_one_deployment(
+    control_plane: ControlPlane, project: Any
+) -> None:
+    first, _, _ = deploy_versions(control_plane, project, "1.0.0", "2.0.0", "3.0.0")
+    target = next(d for d in first["deployments"] if d["serviceName"] == "api")
+
+    run = rollback_and_wait(control_plane, serviceName="api", targetDeploymentId=target["id"])
+
+    assert run["status"] == "succeeded"
+    active = control_plane.active("shop", "production")
+    assert http_get(active["api"]["routeUrl"]).startswith("200 1.0.0")
+    assert http_get(active["web"]["routeUrl"]).startswith("200 3.0.0")
+
+
+def test_rollback_to_a_whole_earlier_run(control_plane: ControlPlane, project: Any) -> None:
+    first, _, _ = deploy_versions(control_plane, project, "1.0.0", "2.0.0", "3.0.0")
+
+    run = rollback_and_wait(control_plane, targetDeploymentRunId=first["deploymentRunId"])
+
+    assert run["status"] == "succeeded"
+    active = control_plane.active("shop", "production")
+    assert {s: http_get(d["routeUrl"]).split()[1] for s, d in active.items()} == {
+        "web": "1.0.0",
+        "api": "1.0.0",
+    }
+
+
+def test_a_failing_rollback_candidate_leaves_the_current_version_serving(
+    control_plane: ControlPlane, project: Any, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken"
+    control_plane.deploy_and_wait(project("1.0.0", web={"broken_if": broken}), "production")
+    control_plane.deploy_and_wait(project("2.0.0", web={}), "production")
+    current = control_plane.active("shop", "production")["web"]
+    broken.touch()  # 1.0.0 now exits as soon as it starts
+
+    run = rollback_and_wait(control_plane)
+
+    assert run["status"] == "failed"
+    [candidate] = run["deployments"]
+    assert candidate["failureMessage"].startswith("web: process exited with code 1")
+    assert control_plane.active("shop", "production")["web"]["id"] == current["id"]
+    assert http_get(current["routeUrl"]) == f"200 2.0.0 {current['id']}"
+
+
+def test_rollback_refusals_are_the_platform_s(control_plane: ControlPlane, project: Any) -> None:
+    [only] = deploy_versions(control_plane, project, "1.0.0")
+
+    def refused(**body: Any) -> tuple[int, str]:
+        response = control_plane.post_rollback(
+            **{"projectName": "shop", "environmentName": "production", **body}
+        )
+        return response.status_code, response.json()["error"]["code"]
+
+    before = plane_state(control_plane)
+    assert refused() == (404, "rollback_target_not_found")  # nothing before 1.0.0
+    assert refused(targetDeploymentId=only["deployments"][0]["id"]) == (
+        409,
+        "rollback_service_required",
+    )
+    assert refused(targetDeploymentId="dep_x", targetDeploymentRunId="run_x") == (
+        400,
+        "invalid_rollback_deployment_request",
+    )
+    assert refused(serviceName="web", targetDeploymentRunId="run_x") == (
+        400,
+        "invalid_rollback_deployment_request",
+    )
+    active_web = next(d for d in only["deployments"] if d["serviceName"] == "web")
+    assert refused(serviceName="web", targetDeploymentId=active_web["id"]) == (
+        404,
+        "rollback_target_not_found",
+    )
+    assert refused(environmentName="qa") == (404, "environment_not_found")
+    assert refused(projectName="nope") == (404, "project_not_found")
+    assert refused(serviceName="db") == (404, "service_not_found")
+    assert plane_state(control_plane) == before
+
+
+# --- the bake ---------------------------------------------------------------------------
+
+
+def step_events(plane: ControlPlane, run_id: str, step: str) -> list[dict[str, Any]]:
+    """The ``deployment.step`` events of one step of a run, from the control plane's log."""
+    db = sqlite3.connect(f"file:{plane.data_dir / 'state.db'}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT data FROM events WHERE type = 'deployment.step' ORDER BY id")
+        events = [json.loads(row[0]) for row in rows]
+    finally:
+        db.close()
+    return [e for e in events if e["deploymentRunId"] == run_id and e["step"] == step]
+
+
+def test_a_bake_that_fails_switches_back_within_a_probe(
+    control_plane: ControlPlane, project: Any
+) -> None:
+    control_plane.deploy_and_wait(project("1.0.0", web={}), "production")
+    previous = control_plane.active("shop", "production")["web"]
+    url = previous["routeUrl"]
+    control_plane.deploy_and_wait(project("2.0.0", web={"fail_after": 1}), "staging")
+    answers: list[tuple[float, str]] = []  # (when the answer came, the answer)
+
+    response = control_plane.post_promote(**PROMOTE, bakeMs=20_000)
+    run_id = response.json()["deploymentRunId"]
+    while control_plane.run(run_id)["status"] not in ("succeeded", "failed"):
+        answer = http_get(url)
+        answers.append((time.time(), answer))
+    answer = http_get(url)
+    answers.append((time.time(), answer))
+
+    run = control_plane.run(run_id)
+    assert run["status"] == "failed"
+    [deployment] = run["deployments"]
+    message = deployment["failureMessage"]
+    assert re.fullmatch(
+        r"switched back after \d+\.\d s: web: readiness GET /healthz answered 503", message
+    ), message
+    assert float(message.split()[3]) < 5  # a 20 s bake, cut short at its first failure
+    [failed] = [e for e in step_events(control_plane, run_id, "baking") if e["status"] == "failed"]
+    failed_at = datetime.fromisoformat(failed["at"]).timestamp()
+    versions = [(at, answer.split()[1]) for at, answer in answers]
+    assert "2.0.0" in [v for _, v in versions]  # it served while it baked
+    back_at = next(at for at, v in versions if v == "1.0.0" and at > failed_at)
+    print(f"route back on 1.0.0 {back_at - failed_at:.3f} s after the failed probe")
+    assert back_at - failed_at < 1.5
+    assert all(answer.startswith("200 ") for _, answer in answers)  # never a gap
+    assert http_get(url) == f"200 1.0.0 {previous['id']}"
+    active = control_plane.active("shop", "production")["web"]
+    assert active["id"] == previous["id"]
+    assert active["promotionStage"] == "active"
+    assert deployment["id"] not in serving_processes(control_plane.data_dir)
+    assert [e["status"] for e in step_events(control_plane, run_id, "switching_back")] == [
+        "succeeded"
+    ]
+
+
+def test_a_bake_that_passes_then_drains_the_previous(
+    control_plane: ControlPlane, project: Any
+) -> None:
+    control_plane.deploy_and_wait(project("1.0.0", web={}), "production")
+    previous = control_plane.active("shop", "production")["web"]
+    control_plane.deploy_and_wait(project("2.0.0", web={}), "staging")
+
+    started = time.monotonic()
+    response = control_plane.post_promote(**PROMOTE, bakeMs=1500)
+    run_id = response.json()["deploymentRunId"]
+    while not step_events(control_plane, run_id, "baking"):
+        time.sleep(0.02)
+    # Baking: the new version serves, the previous one still runs without traffic.
+    assert http_get(previous["routeUrl"]).startswith("200 2.0.0")
+    assert previous["id"] in serving_processes(control_plane.data_dir)
+    run = control_plane.wait_run(run_id)
+
+    assert run["status"] == "succeeded"
+    assert time.monotonic() - started >= 1.5
+    assert [e["status"] for e in step_events(control_plane, run_id, "baking")] == [
+        "running",
+        "succeeded",
+    ]
+    assert previous["id"] not in serving_processes(control_plane.data_dir)
+    assert http_get(previous["routeUrl"]).startswith("200 2.0.0")
