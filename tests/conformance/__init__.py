@@ -22,6 +22,7 @@ SCHEMA_FILE = Path(__file__).resolve().parent / "platform.schema.json"
 # (method, path pattern, status class) → the schema of the answer; None: ours only.
 ENDPOINTS: list[tuple[str, re.Pattern[str], str]] = [
     ("POST", re.compile(r"/v1/deployments/promote"), "DeployResponse"),
+    ("POST", re.compile(r"/v1/deployments/rollback"), "DeployResponse"),
     ("POST", re.compile(r"/v1/deployments"), "DeployResponse"),
     ("GET", re.compile(r"/v1/deployments/status"), "StatusResponse"),
     ("GET", re.compile(r"/v1/deployments"), "ListResponse"),
