@@ -35,6 +35,7 @@ def _document() -> dict[str, Any]:
     return document
 
 
+@functools.cache
 def validator(name: str) -> jsonschema.Draft202012Validator:
     schema = {**_document(), "$ref": f"#/$defs/{name}"}
     return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
