@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 from httpx_sse import connect_sse
 
-from tests.support import COMPARTMENT, ControlPlane, write_project
+from tests.support import COMPARTMENT, ControlPlane, cli_json, write_project
 
 # Stands in front of the test service: in an environment listed in SLOW_IN ("<env> <seconds>"
 # per line) it listens only after that many seconds, so the readiness probes of a promotion
@@ -84,7 +84,7 @@ class Finished:
     max_rss_kib: int = 0
 
     def json(self) -> Any:
-        return json.loads(self.stdout)
+        return cli_json(self.stdout)
 
     def __str__(self) -> str:
         return (

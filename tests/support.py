@@ -10,6 +10,7 @@ can check at the end of the suite that nothing outlived it.
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import signal
@@ -230,8 +231,6 @@ def write_project(
     (False: no block; a dict: the block), ``kind``,
     ``version``. Default: services ``web`` and ``api``, ready at once.
     """
-    import json
-
     target.mkdir(parents=True, exist_ok=True)
     specs = services or {"web": {}, "api": {}}
     descriptor: dict[str, Any] = {"name": name, "services": {}}
@@ -262,6 +261,26 @@ def write_project(
     # JSON is YAML: the loader reads it like any compartment.yml.
     (target / "compartment.yml").write_text(json.dumps(descriptor, indent=2) + "\n")
     return target
+
+
+def promote_by_cli(
+    plane: ControlPlane, directory: Path, source: str = "staging", target: str = "production"
+) -> dict[str, Any]:
+    """``compartment promote --output json`` in ``directory``, as a user runs it: its result."""
+    done = subprocess.run(
+        [COMPARTMENT, "promote", "--from", source, "--to", target, "--output", "json"],
+        cwd=directory,
+        env=plane.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert plane.token not in done.stdout + done.stderr
+    result: dict[str, Any] = cli_json(done.stdout)
+    assert result["status"] == "succeeded", result
+    assert result["environment"] == {"name": target}
+    return result
 
 
 def result_rows(stdout: str) -> list[list[str]]:
@@ -419,3 +438,39 @@ def zombie_children(pid: int) -> list[int]:
         if fields[0] == "Z" and int(fields[1]) == pid:
             zombies.append(int(entry.name))
     return zombies
+
+
+# --- the JSON the CLI prints, checked against its published schemas -------------------------
+
+
+def _validators() -> dict[str, Any]:
+    import jsonschema
+
+    from compartment_cli.cli.schemas import KINDS, shipped
+
+    found = REGISTRY.setdefault("validators", {})
+    if not found:
+        for kind in KINDS:
+            schema = json.loads(shipped(kind))
+            jsonschema.Draft202012Validator.check_schema(schema)
+            found[kind] = jsonschema.Draft202012Validator(schema)
+    return found  # type: ignore[no-any-return]
+
+
+def kind_of(document: Any) -> str:
+    """Which schema a document of ``--output json`` answers to."""
+    if isinstance(document, dict) and "error" in document:
+        return "error"
+    if isinstance(document, dict) and document.get("kind") == "compartment.promotion-plan":
+        return "plan"
+    if isinstance(document, dict) and "deploymentRunId" in document:
+        return "result"
+    return "list"
+
+
+def cli_json(stdout: str | bytes) -> Any:
+    """The one JSON document a ``compartment ... --output json`` printed, validated against
+    the schema ``compartment schema <kind>`` publishes (result, error, list or plan)."""
+    document = json.loads(stdout)
+    _validators()[kind_of(document)].validate(document)
+    return document

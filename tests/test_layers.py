@@ -47,7 +47,7 @@ THIRD_PARTY: dict[str, set[str] | None] = {
     "render": {"msgspec"},
     "view": set(),
     "project": {"msgspec", "ruamel"},
-    "server": {"anyio", "msgspec", "starlette", "sse_starlette", "uvicorn"},
+    "server": {"anyio", "h11", "msgspec", "starlette", "sse_starlette", "uvicorn"},
 }
 # The standard library's ways onto the network, closed to the pure parts.
 NETWORK = {"socket", "ssl", "http", "urllib", "asyncio", "selectors", "ftplib", "smtplib"}

@@ -45,6 +45,7 @@ from tests.support import (
     EXAMPLE,
     ControlPlane,
     clean_environ,
+    cli_json,
     free_port,
     http_get,
     listening_sockets,
@@ -141,7 +142,7 @@ def test_token_in_no_output_of_any_command_at_any_verbosity(
         runs.append(cli(plane, "deploy", "--env", "blue", *flags, cwd=hello))
         runs.append(cli(plane, "promote", "--from", "blue", "--to", "green", *flags, cwd=hello))
     assert [run.returncode for run in runs] == [0] * len(runs), runs
-    run_id = json.loads(runs[-1].stdout)["deploymentRunId"]
+    run_id = cli_json(runs[-1].stdout)["deploymentRunId"]
     for flags in ([], ["--output", "json"]):
         runs.append(cli(plane, "deployment", "list", "--env", "green", *flags, cwd=hello))
     for flags in ([], ["--verbose"], ["--verbose", "--output", "json"]):
@@ -197,7 +198,7 @@ def test_wrong_token_is_in_no_output_and_no_log(control_plane: ControlPlane, hel
     runs.append(cli(plane, "deploy", "--env", "blue", "-v", cwd=hello, env=env))
     runs.append(cli(plane, "deployment", "watch", "run_x", "-o", "json", cwd=hello, env=env))
     assert [run.returncode for run in runs] == [4, 4, 4, 4], runs
-    assert json.loads(runs[1].stdout)["error"]["code"] == "unauthorized"
+    assert cli_json(runs[1].stdout)["error"]["code"] == "unauthorized"
     assert_confined(plane, wrong, *outputs_of(*runs), homes=False)
     assert_confined(plane, plane.token, *outputs_of(*runs))
 
@@ -283,7 +284,7 @@ def test_token_in_no_traceback_of_an_unexpected_error(
     for run in runs:
         assert "Traceback (most recent call last)" in run.stderr  # COMPARTMENT_DEBUG=1
         assert "injected bug for a security test" in run.stderr
-    assert json.loads(runs[1].stdout)["error"]["code"] == "internal_error"
+    assert cli_json(runs[1].stdout)["error"]["code"] == "internal_error"
     assert_confined(plane, plane.token, *outputs_of(*runs))
 
 
@@ -318,7 +319,10 @@ def test_token_in_no_deployment_environment_or_log_and_not_in_the_server_log(
         assert (deployed.returncode, promoted.returncode, failed.returncode) == (0, 0, 1)
         logs = list((plane.data_dir / "logs").glob("*.log"))
         assert logs
-        assert all("COMPARTMENT_DEPLOYMENT_ID=" in log.read_text() for log in logs)  # `env` ran
+        # `env` ran in each deployment that became ready (blue and green, web and api);
+        # a candidate of `broken` may be stopped before it prints anything.
+        ran = [log for log in logs if "COMPARTMENT_DEPLOYMENT_ID=" in log.read_text()]
+        assert len(ran) >= 4, [log.read_text()[:200] for log in logs]
     finally:
         plane.stop()
     runs = (deployed, promoted, failed)

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from compartment_cli.client.connection import Connection
     from compartment_cli.models.api import ListResponse, ReadSummary
     from compartment_cli.models.events import StepEvent
+    from compartment_cli.models.logs import LogLine, LogsResponse
     from compartment_cli.models.result import RunResult
     from compartment_cli.workflows.follow import Progress, RunTarget
 
@@ -155,12 +156,15 @@ class Output:
 
     def show(self, value: object) -> int:
         from compartment_cli.models.api import ListResponse
+        from compartment_cli.models.logs import LogsResponse
         from compartment_cli.models.result import RunResult
 
         if isinstance(value, RunResult):
             return self.result(value)
         if isinstance(value, ListResponse):
             return self.listing(value)
+        if isinstance(value, LogsResponse):
+            return self.logs(value)
         return self.lifecycle(value)
 
     def lifecycle(self, value: object) -> int:
@@ -174,6 +178,26 @@ class Output:
         elif isinstance(value, NothingToPromote):
             self._write_lines(self.stdout, [value.message])
         return int(ExitCode.OK)
+
+    def logs(self, logs: LogsResponse) -> int:
+        if self.json:
+            self._write_json(render.logs_json(logs))
+        else:
+            color = self.stdout_color
+            self._write_lines(self.stdout, [render.log_line(ln, color=color) for ln in logs.lines])
+            if not logs.deployments:
+                self.stderr.write(
+                    f"No deployments to show the logs of in {logs.project.name}"
+                    f" {logs.environment.name}.\n"
+                )
+        return int(ExitCode.OK)
+
+    def log_line(self, line: LogLine) -> None:
+        """One line of a followed log, the moment it comes (JSON: one document per line)."""
+        if self.json:
+            self._write_json(render.log_json(line))
+        else:
+            self._write_lines(self.stdout, [render.log_line(line, color=self.stdout_color)])
 
     def result(self, result: RunResult) -> int:
         code = exit_code_for_status(result.status)

@@ -230,6 +230,13 @@ class Admission:
         existing = self._by_move.get(move_key)
         if existing is not None:
             return Admitted(self._response(existing.run_id), None)
+        for name in services:
+            if not self._services.artifacts.exists(digests[name]):  # removed since the upload
+                raise Refusal(
+                    409,
+                    "deployment_image_not_available",
+                    f"the upload of {name} was removed by retention meanwhile; deploy again",
+                )
         project = self._store.project(manifest.project_name)
         environment = (
             self._store.environment(project.id, manifest.environment_name) if project else None

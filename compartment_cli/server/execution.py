@@ -304,29 +304,26 @@ class Execution:
                     context, candidate, "draining_previous", "skipped", "nothing was serving before"
                 )
                 return
-            started = time.monotonic()
             old_port = candidate.backend_port
-            cut = 0
+            drained = cut = ""
             if old_port is not None:
-                open_now = self._services.routes.open_connections(old_port)
+                in_flight = self._services.routes.in_flight(old_port)
                 self._recorder.step(
                     context,
                     candidate,
                     "draining_previous",
                     "running",
-                    f"{replaced.id}: {open_now} open connection(s), waiting up to"
-                    f" {self._services.drain_timeout:g} s",
+                    f"{replaced.id}: {in_flight}, waiting up to {self._services.drain_timeout:g} s",
                 )
-                cut = await self._services.routes.drain(old_port, self._services.drain_timeout)
+                report = await self._services.routes.drain(old_port, self._services.drain_timeout)
+                drained, cut = f" {report}", report.cut_text
             await self._services.supervisor.stop(replaced.id)
-            cut_text = f", {cut} connection(s) cut" if cut else ""
             self._recorder.step(
                 context,
                 candidate,
                 "draining_previous",
                 "succeeded",
-                f"{replaced.id} drained in {time.monotonic() - started:.1f} s"
-                f" and stopped{cut_text}",
+                f"{replaced.id}{drained} and stopped{cut}",
             )
 
         async with anyio.create_task_group() as group:

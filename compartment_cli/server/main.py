@@ -49,6 +49,7 @@ class ServerOptions:
     ping_interval: float = 15.0
     drain_timeout: float = 10.0
     event_retention: int = 100_000  # events kept in the log; older ones are pruned
+    keep: int = 10  # deployments whose artifacts and logs are kept, per service and environment
 
 
 def default_data_dir() -> Path:
@@ -158,7 +159,7 @@ def serve(options: ServerOptions, *, before_start: RunHook | None = None) -> int
         drain_timeout=options.drain_timeout,
         event_retention=options.event_retention,
     )
-    orchestrator = Orchestrator(services, before_start=before_start)
+    orchestrator = Orchestrator(services, before_start=before_start, keep=options.keep)
     api_url = f"http://{_url_host(options.host)}:{options.port}"
 
     @contextlib.asynccontextmanager

@@ -5,6 +5,9 @@ The orchestrator is the API's one door to runs. Its parts, one module each:
 * ``admission.py``: whether a run may start (checks, dedupe, busy) and its rows;
 * ``execution.py``: a run's steps (build, start, readiness, switch, drain, end);
 * ``recovery.py``: what a start of the server does with what its last life left;
+* ``rollback.py``: which earlier deployments a rollback brings back (for admission);
+* ``bake.py``: the watch after the switch and the switch back (for execution);
+* ``retention.py``: what is removed of old deployments, at start and after each run;
 * ``runs.py``: what they all share (the run's context, the ``Recorder`` of its
   rows and events), one floor below them.
 
@@ -27,13 +30,22 @@ from compartment_cli.models.descriptor import DeployManifest
 from compartment_cli.server.admission import Admission, Admitted, InFlight
 from compartment_cli.server.execution import Execution
 from compartment_cli.server.recovery import Recovery
+from compartment_cli.server.retention import DEFAULT_KEEP, Retention
 from compartment_cli.server.runs import Recorder, RunHook, Services
 
 
 class Orchestrator:
-    def __init__(self, services: Services, *, before_start: RunHook | None = None) -> None:
-        """``before_start``: a hook for benchmarks, never set by ``compartment server``."""
+    def __init__(
+        self,
+        services: Services,
+        *,
+        before_start: RunHook | None = None,
+        keep: int = DEFAULT_KEEP,
+    ) -> None:
+        """``before_start``: a hook for benchmarks, never set by ``compartment server``;
+        ``keep``: deployments kept per service and environment (``retention.py``)."""
         recorder = Recorder(services)
+        self._retention = Retention(services, keep)
         self._admission = Admission(services, recorder)
         self._recovery = Recovery(services, recorder)
         self._execution = Execution(
@@ -49,6 +61,7 @@ class Orchestrator:
         """
         async with anyio.create_task_group() as runs:
             await self._recovery.recover(runs)
+            await self._retention.sweep()
             self._runs = runs
             try:
                 yield
@@ -78,3 +91,4 @@ class Orchestrator:
             await self._execution.execute(flight.context)
         finally:
             self._admission.release(flight)
+        await self._retention.sweep()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from compartment_cli.cli import main
 from compartment_cli.cli.app import app, parse_duration, wants_json
 from compartment_cli.cli.output import Output
 from compartment_cli.errors import EXIT_CODE_HELP, UsageError
+from tests.support import cli_json
 
 runner = CliRunner()
 
@@ -65,7 +65,7 @@ def test_typer_usage_errors_in_json_mode_are_one_json_document(
 ) -> None:
     code, out, err = run_main(capsys, "promote", "--output", "json", *args)
     assert code == 2
-    document = json.loads(out)
+    document = cli_json(out)
     assert document["error"]["code"] == "usage_error"
     assert document["error"]["exitCode"] == 2
     assert err == ""
@@ -85,7 +85,7 @@ def test_same_environment_twice_is_refused_before_any_request(
         capsys, "promote", "--project", "shop", "--from", "p", "--to", "p", "-o", "json"
     )
     assert code == 2
-    assert json.loads(out)["error"]["code"] == "same_environment"
+    assert cli_json(out)["error"]["code"] == "same_environment"
 
 
 @pytest.mark.parametrize(
@@ -103,7 +103,7 @@ def test_bad_names_and_durations_exit_2(
         capsys, "promote", "--from", "a", "--to", "b", "--api-url", CLOSED, "-o", "json", *args
     )
     assert exit_code == 2
-    assert json.loads(out)["error"]["code"] == code
+    assert cli_json(out)["error"]["code"] == code
 
 
 def test_without_project_or_compartment_yml(capsys: pytest.CaptureFixture[str]) -> None:
@@ -121,7 +121,7 @@ def test_service_must_be_in_compartment_yml(
         capsys, "promote", "--from", "a", "--to", "b", "--service", "db", "-o", "json"
     )
     assert code == 2
-    assert "services: api" in json.loads(out)["error"]["message"]
+    assert "services: api" in cli_json(out)["error"]["message"]
 
 
 def test_a_bad_api_url_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -130,7 +130,7 @@ def test_a_bad_api_url_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> N
         "--api-url", "localhost:8787", "-o", "json",
     )  # fmt: skip
     assert code == 2
-    assert json.loads(out)["error"]["code"] == "invalid_api_url"
+    assert cli_json(out)["error"]["code"] == "invalid_api_url"
 
 
 def test_promote_help_lists_the_exit_codes() -> None:
@@ -229,7 +229,7 @@ def test_unexpected_errors_say_where_to_report_and_hide_the_traceback(
     assert debug.run(boom) == 70
     stdout, err = capsys.readouterr()
     assert "Traceback" in err
-    assert json.loads(stdout)["error"]["code"] == "internal_error"
+    assert cli_json(stdout)["error"]["code"] == "internal_error"
 
 
 def test_keyboard_interrupt_outside_the_event_loop_is_130(
@@ -241,4 +241,4 @@ def test_keyboard_interrupt_outside_the_event_loop_is_130(
     out = Output.create(json=True, verbose=False, environ={})
     assert out.run(interrupted) == 130
     stdout, _ = capsys.readouterr()
-    assert json.loads(stdout)["error"]["exitCode"] == 130
+    assert cli_json(stdout)["error"]["exitCode"] == 130

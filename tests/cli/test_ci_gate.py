@@ -17,7 +17,7 @@ from tests.cli.test_promote_e2e import (
     staged,
     start_cli,
 )
-from tests.support import ControlPlane
+from tests.support import ControlPlane, cli_json
 
 
 def environments(plane: ControlPlane) -> list[str]:
@@ -50,7 +50,7 @@ def test_a_near_typo_of_an_environment_is_refused_and_nothing_is_created(
     as_json = cli(plane, "promote", "--from", "staging", "--to", "prodution", "-o", "json",
                   cwd=directory)  # fmt: skip
     assert as_json.returncode == 2
-    assert json.loads(as_json.stdout)["error"]["code"] == "environment_name_suspect"
+    assert cli_json(as_json.stdout)["error"]["code"] == "environment_name_suspect"
     assert environments(plane) == before  # nothing was created
 
     created = cli(plane, "promote", "--from", "staging", "--to", "prodution", "--create-env",
@@ -90,7 +90,7 @@ def test_a_timeout_names_the_run_in_json_and_watch_follows_it(
     directory = staged(plane, project, "2.0.0", web={"ready_after": 3}, api={})
     done = cli(plane, *PROMOTE, "--timeout", "1s", "-o", "json", cwd=directory)
     assert done.returncode == 124, done.stderr
-    error = json.loads(done.stdout)["error"]
+    error = cli_json(done.stdout)["error"]
     run_id = error["deploymentRunId"]
     assert run_id.startswith("run_")
     assert (error["project"], error["environment"]) == ({"name": "shop"}, {"name": "production"})
@@ -160,14 +160,14 @@ def test_interrupted_and_unreachable_name_the_run_only_once_it_exists(
     process.send_signal(signal.SIGINT)
     stdout, _ = process.communicate(timeout=30)
     assert process.returncode == 130
-    error = json.loads(stdout)["error"]
+    error = cli_json(stdout)["error"]
     assert (error["deploymentRunId"], error["environment"]) == (run_id, {"name": "production"})
     plane.wait_run(run_id)
 
     plane.stop()
     down = cli(plane, *PROMOTE, "-o", "json", cwd=directory)
     assert down.returncode == 5
-    assert "deploymentRunId" not in json.loads(down.stdout)["error"]  # no run was started
+    assert "deploymentRunId" not in cli_json(down.stdout)["error"]  # no run was started
 
 
 # --- a closed pipe -----------------------------------------------------------------------------
@@ -242,7 +242,7 @@ def test_a_stopped_local_server_asks_whether_it_runs_from_every_command(
         assert done.stderr.rstrip("\n").endswith(expected), (args, done.stderr)
         as_json = cli(plane, *args, "-o", "json", cwd=directory,
                       env={"COMPARTMENT_TEST_TIME_SCALE": "0.01"})  # fmt: skip
-        assert json.loads(as_json.stdout)["error"]["message"].endswith(expected)
+        assert cli_json(as_json.stdout)["error"]["message"].endswith(expected)
 
 
 def test_a_wrong_token_says_where_it_came_from(control_plane: ControlPlane, project: Any) -> None:

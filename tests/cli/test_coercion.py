@@ -3,7 +3,6 @@ same messages as typer's own coercion."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from typer.testing import CliRunner
 from compartment_cli.cli import coercion
 from compartment_cli.cli.app import OutputFormat
 from compartment_cli.cli.coercion import DirectCommand, DirectGroup
+from tests.support import cli_json
 
 runner = CliRunner()
 
@@ -139,6 +139,6 @@ def test_the_cli_imports_and_parses_without_typers_private_modules() -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    first, second = (json.loads(line)["error"] for line in done.stdout.splitlines())
+    first, second = (cli_json(line)["error"] for line in done.stdout.splitlines())
     assert first["code"] == "same_environment"
     assert "--to" in second["message"]

@@ -7,7 +7,6 @@ loopback port, with real deployments answering through real routes.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.cli.test_promote_e2e import PROMOTE, cli, parse_result, staged, start_cli
-from tests.support import ControlPlane, http_get, plane_state, result_rows
+from tests.support import ControlPlane, cli_json, http_get, plane_state, result_rows
 
 # The documented keys of a plan (README, "The promotion lifecycle").
 PLAN_KEYS = set(
@@ -75,7 +74,7 @@ def test_dry_run_shows_the_plan_and_changes_nothing(
 
     assert plane_state(control_plane) == before  # no run, no environment, no file
     assert done.returncode == 0, done.stderr
-    plan = json.loads(done.stdout)
+    plan = cli_json(done.stdout)
     assert set(plan) == PLAN_KEYS
     assert plan["environment"] == {
         "name": "production",
@@ -110,7 +109,7 @@ def test_dry_run_shows_the_plan_and_changes_nothing(
     assert "production (exists)" in text.stdout.splitlines()[0]
 
     assert new_target.returncode == 0, new_target.stderr
-    qa = json.loads(new_target.stdout)
+    qa = cli_json(new_target.stdout)
     assert qa["environment"]["exists"] is False
     assert {s["action"] for s in qa["services"]} == {"new"}
     assert [s["target"] for s in qa["services"]] == [None, None]
@@ -124,7 +123,7 @@ def test_dry_run_names_the_run_that_holds_the_target(
     done = cli(control_plane, *PROMOTE, "--dry-run", "-o", "json", cwd=directory)
 
     assert done.returncode == 0, done.stderr
-    environment = json.loads(done.stdout)["environment"]
+    environment = cli_json(done.stdout)["environment"]
     assert environment["busy"] is True
     assert environment["deploymentRunId"] == holder
     control_plane.wait_run(holder)
@@ -149,7 +148,7 @@ def test_plan_applies_and_is_refused_once_the_source_changed(
     stale = cli(control_plane, *PROMOTE, "--plan", str(plan_file), "-o", "json", cwd=directory)
 
     assert stale.returncode == 3, stale.stderr
-    error = json.loads(stale.stdout)["error"]
+    error = cli_json(stale.stdout)["error"]
     assert error["code"] == "plan_stale"
     assert "web" in error["message"]
     assert "api" not in error["message"]
@@ -215,7 +214,7 @@ def test_only_changed_leaves_out_what_is_already_active(
     again_text = cli(control_plane, *PROMOTE, "--only-changed", cwd=directory)
 
     assert again.returncode == 0, again.stderr
-    document = json.loads(again.stdout)
+    document = cli_json(again.stdout)
     assert document["status"] == "unchanged"
     assert document["deploymentRunId"] is None
     assert document["deployments"] == []
@@ -241,7 +240,7 @@ def test_a_busy_target_is_waited_for_then_promoted(
     took = time.monotonic() - started
 
     assert refused.returncode == 3
-    error = json.loads(refused.stdout)["error"]
+    error = cli_json(refused.stdout)["error"]
     assert error["code"] == "deployment_target_busy"
     assert error["deploymentRunId"] == holder  # the run to follow
     assert waited.returncode == 0, waited.stderr
@@ -261,7 +260,7 @@ def test_wait_for_target_is_bounded(control_plane: ControlPlane, project: Any) -
     took = time.monotonic() - started
 
     assert done.returncode == 3
-    error = json.loads(done.stdout)["error"]
+    error = cli_json(done.stdout)["error"]
     assert error["code"] == "deployment_target_busy"
     assert "still busy after waiting 1s" in error["message"]
     assert error["deploymentRunId"] == holder
@@ -302,7 +301,7 @@ def test_second_of_two_promotes_waits_for_the_first(
 
     assert first.returncode == 0, err
     assert second.returncode == 0, second.stderr
-    assert parse_result(second.stdout)["deploymentRunId"] != json.loads(out)["deploymentRunId"]
+    assert parse_result(second.stdout)["deploymentRunId"] != cli_json(out)["deploymentRunId"]
     assert serves(control_plane, "production") == {"api": "2.0.0", "web": "2.0.0"}
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from compartment_cli.models.api import NameRef, ReadOperationSummary, ReadSummar
 from compartment_cli.models.events import StepEvent
 from compartment_cli.models.result import RunResult
 from compartment_cli.workflows.watch import RunTarget
+from tests.support import cli_json
 
 
 class Terminal(io.StringIO):
@@ -109,7 +109,7 @@ def test_failed_result_exits_1_and_explains_on_stderr() -> None:
     )
     out = output(json=True)
     assert out.run(lambda: failed) == 1
-    assert json.loads(text(out.stdout))["status"] == "failed"
+    assert cli_json(text(out.stdout))["status"] == "failed"
     assert "api: exited" in text(out.stderr)
 
 
@@ -124,7 +124,7 @@ def test_errors_in_text_and_json() -> None:
 
     out = output(json=True, tty=True)
     assert out.run(refused) == 3
-    assert json.loads(text(out.stdout)) == {
+    assert cli_json(text(out.stdout)) == {
         "error": {
             "code": "environment_not_found",
             "message": "environment 'qa' not found",
@@ -228,7 +228,7 @@ def test_nothing_configured_adds_how_to_get_a_control_plane_to_network_and_auth_
     out.not_configured = True
     assert out.error(Unavailable("connection refused")) == 5
     assert out.error(ApiRefused("project 'shop' not found")) == 3
-    first, second = (json.loads(line)["error"]["message"] for line in text(out.stdout).splitlines())
+    first, second = (cli_json(line)["error"]["message"] for line in text(out.stdout).splitlines())
     assert "compartment server" in first
     assert "compartment server" not in second
 

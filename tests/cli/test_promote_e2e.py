@@ -19,7 +19,7 @@ import msgspec
 import pytest
 
 from compartment_cli.models.result import RunResult
-from tests.support import COMPARTMENT, ControlPlane, http_get, result_rows
+from tests.support import COMPARTMENT, ControlPlane, cli_json, http_get, result_rows
 
 PROMOTE = ("promote", "--from", "staging", "--to", "production")
 
@@ -110,7 +110,7 @@ def assert_no_token(plane: ControlPlane, *outputs: str) -> None:
 
 def parse_result(stdout: str) -> dict[str, Any]:
     """The one JSON document on stdout, checked against the documented shape."""
-    document = json.loads(stdout)  # fails if anything else is on stdout
+    document = cli_json(stdout)  # fails if anything else is on stdout
     assert set(document) == RESULT_KEYS
     for deployment in (*document["deployments"], *document["activeDeployments"]):
         assert set(deployment) == SUMMARY_KEYS
@@ -303,7 +303,7 @@ def test_usage_errors_exit_2_with_one_json_document(
     done = cli(control_plane, "promote", "--project", "shop", *args, *json_flag, cwd=tmp_path)
     assert done.returncode == 2
     if json_flag:
-        document = json.loads(done.stdout)
+        document = cli_json(done.stdout)
         assert document["error"]["exitCode"] == 2
         assert needle in json.dumps(document)
     else:
@@ -342,7 +342,7 @@ def test_no_compartment_yml_and_no_project_exits_2(
         cwd=tmp_path,
     )
     assert done.returncode == 2
-    assert "compartment.yml was not found" in json.loads(done.stdout)["error"]["message"]
+    assert "compartment.yml was not found" in cli_json(done.stdout)["error"]["message"]
 
 
 def test_unknown_environment_exits_3(control_plane: ControlPlane, project: Any) -> None:
@@ -351,10 +351,10 @@ def test_unknown_environment_exits_3(control_plane: ControlPlane, project: Any) 
         control_plane, "promote", "--from", "qa", "--to", "production", "-o", "json", cwd=directory
     )
     assert done.returncode == 3
-    assert json.loads(done.stdout) == {
+    assert cli_json(done.stdout) == {
         "error": {
             "code": "environment_not_found",
-            "message": json.loads(done.stdout)["error"]["message"],
+            "message": cli_json(done.stdout)["error"]["message"],
             "exitCode": 3,
         }
     }
@@ -400,7 +400,7 @@ def test_wrong_token_exits_4_and_is_not_shown(control_plane: ControlPlane, proje
         )
         assert done.returncode == 4
         assert wrong not in done.stdout + done.stderr
-    assert json.loads(done.stdout)["error"]["code"] == "unauthorized"
+    assert cli_json(done.stdout)["error"]["code"] == "unauthorized"
 
 
 def test_server_stopped_exits_5(control_plane: ControlPlane, project: Any) -> None:
@@ -415,7 +415,7 @@ def test_server_stopped_exits_5(control_plane: ControlPlane, project: Any) -> No
         cwd=directory,
     )
     assert done.returncode == 5
-    error = json.loads(done.stdout)["error"]
+    error = cli_json(done.stdout)["error"]
     assert error["exitCode"] == 5
     assert "connection refused" in error["message"]
     assert time.monotonic() - started < 20
@@ -474,7 +474,7 @@ def test_sigint_exits_130_and_says_how_to_follow_the_run(
     stdout, rest = process.communicate(timeout=30)
 
     assert process.returncode == 130, first + rest
-    error = json.loads(stdout)["error"]
+    error = cli_json(stdout)["error"]
     assert error["exitCode"] == 130
     assert error["code"] == "interrupted"
     run_id = first.split(" run ")[1].split()[0]
@@ -554,4 +554,4 @@ def test_deploy_and_deployment_list(control_plane: ControlPlane, project: Any) -
     as_json = cli(
         control_plane, "deployment", "list", "--env", "staging", "-o", "json", cwd=directory
     )
-    assert len(json.loads(as_json.stdout)["deployments"]) == 2
+    assert len(cli_json(as_json.stdout)["deployments"]) == 2

@@ -3,7 +3,6 @@ real control plane, with the routes' answers showing which version serves."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import pytest
 
 from tests.cli.test_lifecycle_e2e import serves
 from tests.cli.test_promote_e2e import PROMOTE, cli, parse_result, staged
-from tests.support import ControlPlane, plane_state
+from tests.support import ControlPlane, cli_json, plane_state
 
 
 def two_versions(plane: ControlPlane, project: Any, **v1: Any) -> tuple[Path, str, str]:
@@ -69,7 +68,7 @@ def test_rollback_usage_errors(
     done = cli(control_plane, "rollback", "--env", "production", *args, "-o", "json", cwd=directory)
 
     assert done.returncode == 2
-    assert message in json.loads(done.stdout)["error"]["message"]
+    assert message in cli_json(done.stdout)["error"]["message"]
     assert plane_state(control_plane) == before
 
 

@@ -312,6 +312,7 @@ def test_openapi_document_describes_every_endpoint(control_plane: ControlPlane) 
         "/v1/deployments/rollback",
         "/v1/deployments/status",
         "/v1/deployments/runs/{deploymentRunId}",
+        "/v1/deployments/logs",
         "/v1/environments",
         "/v1/events",
     }

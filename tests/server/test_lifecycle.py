@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -289,3 +290,81 @@ def test_a_bake_that_passes_then_drains_the_previous(
     ]
     assert previous["id"] not in serving_processes(control_plane.data_dir)
     assert http_get(previous["routeUrl"]).startswith("200 2.0.0")
+
+
+# --- retention --------------------------------------------------------------------------
+
+
+def test_retention_keeps_the_newest_deployments_and_refuses_a_cleaned_rollback(
+    session_root: Path, project: Any
+) -> None:
+    plane = ControlPlane(Path(tempfile.mkdtemp(prefix="cp-", dir=session_root)))
+    plane.start("--keep", "2")
+    try:
+        runs = deploy_versions(plane, project, "1.0.0", "2.0.0", "3.0.0", "4.0.0")
+        promoted = plane.post_promote(
+            projectName="shop", sourceEnvironmentName="production", targetEnvironmentName="qa"
+        )
+        assert plane.wait_run(promoted.json()["deploymentRunId"])["status"] == "succeeded"
+        history = plane.get(
+            "/v1/deployments", projectName="shop", environmentName="production", limit=100
+        ).json()["deployments"]
+        qa = plane.active("shop", "qa")
+
+        # Kept: the two newest of each service in production (3.0.0 and 4.0.0, active), and
+        # qa's, which share 4.0.0's artifacts. 1.0.0 and 2.0.0 are gone.
+        kept = [d for run in runs[2:] for d in run["deployments"]] + list(qa.values())
+        gone = [d for run in runs[:2] for d in run["deployments"]]
+        digests = all_digests(plane)
+        artifacts = settled(plane.data_dir / "artifacts")
+        logs = {p.name for p in (plane.data_dir / "logs").iterdir()}
+        assert artifacts == {digests[d["id"]] for d in kept}
+        assert logs == {f"{d['id']}.log" for d in kept}
+        states = {d["id"]: (d["reusableImageState"], d["rollbackAvailable"]) for d in history}
+        for deployment in gone:
+            assert states[deployment["id"]] == ("cleaned", False)
+        for deployment in runs[2]["deployments"]:
+            assert states[deployment["id"]] == ("available", True)
+        for deployment in runs[3]["deployments"]:
+            assert states[deployment["id"]] == ("available", False)  # active
+
+        before = plane_state(plane)
+        web_1 = next(d for d in runs[0]["deployments"] if d["serviceName"] == "web")
+        refused = plane.post_rollback(
+            projectName="shop",
+            environmentName="production",
+            serviceName="web",
+            targetDeploymentId=web_1["id"],
+        )
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["error"]["code"] == "deployment_image_cleaned"
+        assert web_1["id"] in refused.json()["error"]["message"]
+        assert plane_state(plane) == before
+
+        # The previous one that is still stored is what a plain rollback goes back to.
+        run = rollback_and_wait(plane)
+        assert run["status"] == "succeeded"
+        active = plane.active("shop", "production")
+        assert http_get(active["web"]["routeUrl"]).startswith("200 3.0.0")
+    finally:
+        plane.stop()
+
+
+def settled(directory: Path, timeout: float = 10) -> set[str]:
+    """The names in ``directory`` once retention has finished deleting what it removed (it
+    renames an artifact away at once, then deletes it in the background)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        names = {p.name for p in directory.iterdir()}
+        if not any(n.startswith(".removed-") for n in names) or time.monotonic() > deadline:
+            return names
+        time.sleep(0.02)
+
+
+def all_digests(plane: ControlPlane) -> dict[str, str]:
+    """Deployment id → the artifact digest it runs, from the control plane's rows."""
+    db = sqlite3.connect(f"file:{plane.data_dir / 'state.db'}?mode=ro", uri=True)
+    try:
+        return dict(db.execute("SELECT id, artifact_digest FROM deployments").fetchall())
+    finally:
+        db.close()
