@@ -17,6 +17,7 @@ anything unexpected as a bug report, traceback only with ``COMPARTMENT_DEBUG=1``
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import threading
 import traceback
@@ -80,6 +81,8 @@ class Output:
     stderr: TextIO
     json: bool = False
     verbose: bool = False
+    timeline: bool = False
+    """Draw the run's timeline at its end (``deployment watch --timeline``)."""
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     not_configured: bool = False
     """No login, no URL: the default local control plane was tried (for the hint)."""
@@ -139,6 +142,8 @@ class Output:
         import anyio
 
         reporter = self._reporter()
+        if self._wants_timeline():
+            reporter.steps = []
         self._progress = reporter
         try:
             return anyio.run(workflow, reporter)
@@ -201,6 +206,7 @@ class Output:
 
     def result(self, result: RunResult) -> int:
         code = exit_code_for_status(result.status)
+        self._timeline()
         if self.json:
             self._write_json(render.result_json(result))
         else:
@@ -210,6 +216,22 @@ class Output:
         lines = render.failure_lines(result, verb=verb, color=self.stderr_color, ended=ended)
         self._write_lines(self.stderr, lines)
         return int(code)
+
+    def _wants_timeline(self) -> bool:
+        """``--timeline``, or at the end of a ``--verbose`` run on a terminal."""
+        return self.timeline or (self.verbose and _is_tty(self.stderr))
+
+    def _timeline(self) -> None:
+        steps = self._progress.steps if self._progress is not None else None
+        if not steps or not self._wants_timeline():
+            return
+        from compartment_cli.view.timeline import timeline_lines
+
+        # --timeline asked for it as output; after --verbose it ends the progress on stderr.
+        stream = self.stdout if self.timeline and not self.json else self.stderr
+        color = self.stdout_color if stream is self.stdout else self.stderr_color
+        width = shutil.get_terminal_size().columns - 1
+        self._write_lines(stream, [*timeline_lines(steps, width=width, color=color), ""])
 
     def listing(self, listing: ListResponse) -> int:
         if self.json:
@@ -225,7 +247,9 @@ class Output:
     def error(self, error: CompartmentError) -> int:
         code = int(error.exit_code)
         message = error.message
+        hint_line = ""
         if self.not_configured and isinstance(error, Unavailable | NotAuthorized):
+            hint_line = NOT_CONFIGURED_HINT
             message = f"{message}\n{NOT_CONFIGURED_HINT}"
         elif (hint := self._hint(error)) is not None:
             # One line, like every message: a script may read the first line only.
@@ -243,7 +267,7 @@ class Output:
             )
             self._write_json(document)
         else:
-            self._write_error(message)
+            self._write_error(message.removesuffix(f"\n{hint_line}"), hint=hint_line)
         return code
 
     def _hint(self, error: CompartmentError) -> str | None:
@@ -282,9 +306,14 @@ class Output:
             stream.write("".join(line + "\n" for line in lines))
             stream.flush()
 
-    def _write_error(self, message: str) -> None:
+    def _write_error(self, message: str, hint: str = "") -> None:
+        """Every line of ``message`` as an ``error:`` line (several problems of compartment.yml
+        give several lines), then ``hint`` as it is."""
         prefix = "\x1b[31merror:\x1b[0m " if self.stderr_color else "error: "
-        self.stderr.write(prefix + message.rstrip("\n") + "\n")
+        lines = [prefix + line for line in message.rstrip("\n").splitlines() or [""]]
+        if hint:
+            lines.append(hint)
+        self.stderr.write("\n".join(lines) + "\n")
         self.stderr.flush()
 
 
@@ -301,6 +330,8 @@ class _Reporter:
         """The run being followed, once known."""
         self.ended_before = False
         """The run had ended before it was looked at (``deployment watch`` of an old run)."""
+        self.steps: list[StepEvent] | None = None
+        """The run's step events, kept when a timeline is to be drawn of them."""
         self._lock = threading.Lock()
 
     def _line(self, text: str) -> None:
@@ -317,7 +348,11 @@ class _Reporter:
         self.ended_before = target.final_status is not None
 
     def step(self, event: StepEvent) -> None:
-        pass
+        self.keep(event)
+
+    def keep(self, event: StepEvent) -> None:
+        if self.steps is not None:
+            self.steps.append(event)
 
     def deployment_changed(self, deployment: ReadSummary, *, polled: bool) -> None:
         pass
@@ -379,6 +414,7 @@ class _LineReporter(_Reporter):
         self._line(f"{now}  run {target.run_id}  {what}: {services or 'no deployments'}")
 
     def step(self, event: StepEvent) -> None:
+        self.keep(event)
         line = render.step_line(event, color=self.color)
         if self._pending or _in_event_loop():
             self._pending.append(line)
@@ -434,6 +470,7 @@ class _LiveReporter(_Reporter):
         )
 
     def step(self, event: StepEvent) -> None:
+        self.keep(event)
         self._screen.step(event)
 
     def deployment_changed(self, deployment: ReadSummary, *, polled: bool) -> None:
