@@ -247,7 +247,9 @@ class Output:
     def error(self, error: CompartmentError) -> int:
         code = int(error.exit_code)
         message = error.message
+        hint_line = ""
         if self.not_configured and isinstance(error, Unavailable | NotAuthorized):
+            hint_line = NOT_CONFIGURED_HINT
             message = f"{message}\n{NOT_CONFIGURED_HINT}"
         elif (hint := self._hint(error)) is not None:
             # One line, like every message: a script may read the first line only.
@@ -265,7 +267,7 @@ class Output:
             )
             self._write_json(document)
         else:
-            self._write_error(message)
+            self._write_error(message.removesuffix(f"\n{hint_line}"), hint=hint_line)
         return code
 
     def _hint(self, error: CompartmentError) -> str | None:
@@ -304,9 +306,14 @@ class Output:
             stream.write("".join(line + "\n" for line in lines))
             stream.flush()
 
-    def _write_error(self, message: str) -> None:
+    def _write_error(self, message: str, hint: str = "") -> None:
+        """Every line of ``message`` as an ``error:`` line (several problems of compartment.yml
+        give several lines), then ``hint`` as it is."""
         prefix = "\x1b[31merror:\x1b[0m " if self.stderr_color else "error: "
-        self.stderr.write(prefix + message.rstrip("\n") + "\n")
+        lines = [prefix + line for line in message.rstrip("\n").splitlines() or [""]]
+        if hint:
+            lines.append(hint)
+        self.stderr.write("\n".join(lines) + "\n")
         self.stderr.flush()
 
 
