@@ -408,20 +408,31 @@ def deployment_list(
 def deployment_watch(
     run_id: Annotated[str, typer.Argument(help="The deploymentRunId to follow.", metavar="RUN_ID")],
     verbose: VerboseOpt = False,
+    timeline: Annotated[
+        bool,
+        typer.Option(
+            "--timeline", help="End with the run's timeline: one bar per service, its steps."
+        ),
+    ] = False,
     output: OutputOpt = OutputFormat.text,
     timeout: TimeoutOpt = "15m",
     remote: RemoteOpt = None,
     api_url: ApiUrlOpt = None,
 ) -> None:
-    """Follow a deployment run that is going on, or report one that has ended."""
+    """Follow a deployment run that is going on, or report one that has ended (with
+    --verbose or --timeline, its events are read back from the control plane's event log)."""
     out = _output(output, verbose)
+    out.timeline = timeline
 
     def body() -> object:
         from compartment_cli.workflows.watch import run_watch
 
         wait = _wait_options(timeout)
         connection = _connection(api_url, remote, out)
-        return out.wait_for_run(lambda progress: run_watch(connection, run_id, progress, wait))
+        replay = verbose or timeline
+        return out.wait_for_run(
+            lambda progress: run_watch(connection, run_id, progress, wait, replay=replay)
+        )
 
     raise typer.Exit(out.run(body))
 
