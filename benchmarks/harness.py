@@ -264,25 +264,28 @@ class Plane:
             timeout=60,
         )
 
-    def deploy_example(self) -> None:
-        """``compartment deploy --env staging`` of examples/hello, as a user runs it."""
+    def deploy_example(self, directory: Path = EXAMPLE, environment: str = "staging") -> None:
+        """``compartment deploy --env staging`` of examples/hello (or another project), as a
+        user runs it."""
         done = run_timed(
-            [COMPARTMENT, "deploy", "--env", "staging", "--output", "json"],
+            [COMPARTMENT, "deploy", "--env", environment, "--output", "json"],
             env=self.env,
-            cwd=EXAMPLE,
+            cwd=directory,
             capture=True,
             timeout=120,
         )
         if done.returncode != 0:
             raise RuntimeError(f"deploy failed ({done.returncode}): {done.stdout!r}\n{self.log()}")
 
-    def post_promote(self, source: str = "staging", target: str = "production") -> str:
+    def post_promote(
+        self, source: str = "staging", target: str = "production", project: str = "hello"
+    ) -> str:
         """Start a promotion through the API; its run id."""
         with self.client() as client:
             response = client.post(
                 "/v1/deployments/promote",
                 json={
-                    "projectName": "hello",
+                    "projectName": project,
                     "sourceEnvironmentName": source,
                     "targetEnvironmentName": target,
                 },
@@ -297,6 +300,11 @@ class Plane:
         response.raise_for_status()
         result: dict[str, Any] = response.json()
         return result
+
+    @staticmethod
+    def run_seconds(run: dict[str, Any]) -> float:
+        """How long a finished run took on the server (its creation to its completion)."""
+        return parse_time(run["completedAt"]) - parse_time(run["createdAt"])
 
     def wait_run(self, run_id: str, timeout: float = 120) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

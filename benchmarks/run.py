@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from benchmarks import completion, fanout, startup, throughput
+from benchmarks import completion, fanout, routes, startup, throughput
 from benchmarks.harness import COMPARTMENT, PYTHON, REPO, Plane, median, percentile
 from benchmarks.table import Row, render
 
@@ -27,6 +27,11 @@ THROUGHPUT_VS_BARE = 0.5
 PEAK_RSS_MB = 60.0
 RSS_FLAT = 1.10  # "flat": the large flood's peak at most this × the small one's
 FANOUT_P99_MS = 100.0
+ROUTE_P99_ADDED_MS = 1.0
+ROUTE_VS_DIRECT = 0.5
+ROUTE_PROMOTION_S = 1.0
+FIRST_ANSWER_MS = 10.0  # the candidate's first 2xx → the first request it answers
+INSTANT_OVER_APP_MS = 25.0  # an instant promotion on the server: at most the app's own + this
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,10 @@ class Settings:
     flood_large: int
     followers: int
     fanout_runs: int
+    route_requests: int = 5000  # one keep-alive client, one request after the other
+    route_seconds: float = 5.0  # of throughput, 8 keep-alive connections
+    route_promotions: int = 5  # under load
+    instant_promotions: int = 10
     use_hyperfine: bool = True  # where installed
 
     @property
@@ -46,7 +55,19 @@ class Settings:
 
 
 FULL = Settings(30, 3, 30, 10_000, 100_000, 200, 5)
-SMOKE = Settings(3, 1, 2, 200, 2_000, 5, 1)
+SMOKE = Settings(
+    3,
+    1,
+    2,
+    200,
+    2_000,
+    5,
+    1,
+    route_requests=200,
+    route_seconds=0.5,
+    route_promotions=1,
+    instant_promotions=2,
+)
 
 
 def _log(message: str) -> None:
@@ -269,6 +290,103 @@ def throughput_rows(root: Path, settings: Settings) -> list[Row]:
     ]
 
 
+def route_rows(root: Path, settings: Settings) -> list[Row]:
+    n, promotions = settings.route_requests, settings.route_promotions
+    _log(f"routes: {n} requests through the route and straight, then throughput, then load")
+    with Plane(root / "routes") as plane:
+        directory = routes.write_project(root / "routebench")
+        for environment in ("staging", "production"):
+            plane.deploy_example(directory, environment)
+        route_port, direct_port = routes.ports(plane)
+        latency = {
+            port: routes.load(port, "--sequential", str(n)) for port in (direct_port, route_port)
+        }
+        rate = {
+            port: routes.load(
+                port, "--connections", "8", "--seconds", f"{settings.route_seconds:g}"
+            )
+            for port in (direct_port, route_port)
+        }
+        loaded = routes.promotions_under_load(plane, promotions, clients=8)
+        instant = routes.instant_promotions(plane, settings.instant_promotions)
+    if loaded.failures:
+        _log(f"routes: failed requests, e.g. {loaded.failures}")
+    via, direct = latency[route_port].latencies, latency[direct_port].latencies
+    p50, direct_p50 = median(via) * 1000, median(direct) * 1000
+    p99, direct_p99 = percentile(via, 99) * 1000, percentile(direct, 99) * 1000
+    via_rate, direct_rate = rate[route_port].rate, rate[direct_port].rate
+    straight = "straight to the deployment"
+    first = [seconds * 1000 for seconds in instant.to_first_answer]
+    server, app = median(instant.server), median(instant.app)
+    m = settings.instant_promotions
+    return [
+        Row(
+            figure="route: requests/s, 8 keep-alive connections, fast app",
+            value=via_rate,
+            unit="requests/s",
+            reference=straight,
+            reference_value=direct_rate,
+            ratio=via_rate / direct_rate,
+            target=f"≥ {ROUTE_VS_DIRECT:g}×",
+            met=via_rate / direct_rate >= ROUTE_VS_DIRECT,
+        ),
+        Row(
+            figure=f"route: latency p50 of {n}, one keep-alive client",
+            value=p50,
+            unit="ms",
+            reference=straight,
+            reference_value=direct_p50,
+            ratio=p50 / direct_p50,
+        ),
+        Row(
+            figure=f"route: latency p99 of {n}, one keep-alive client",
+            value=p99,
+            unit="ms",
+            reference=straight,
+            reference_value=direct_p99,
+            ratio=p99 / direct_p99,
+            target=f"≤ +{ROUTE_P99_ADDED_MS:g} ms",
+            met=p99 - direct_p99 <= ROUTE_P99_ADDED_MS,
+        ),
+        Row(
+            figure=f"route: failed requests, {promotions} promotions under load",
+            value=float(loaded.failed),
+            unit="requests",
+            reference="requests answered",
+            reference_value=float(loaded.answered),
+            target="0",
+            met=loaded.failed == 0,
+        ),
+        Row(
+            figure=f"route: slowest of {promotions} promotions under load",
+            value=loaded.slowest,
+            unit="s",
+            reference="the drain bound",
+            reference_value=10.0,
+            target=f"< {ROUTE_PROMOTION_S:g} s",
+            met=loaded.slowest < ROUTE_PROMOTION_S,
+        ),
+        Row(
+            figure=f"route: candidate's first 2xx → first request it answers, median of {m}",
+            value=median(first),
+            unit="ms",
+            reference="slowest",
+            reference_value=max(first),
+            target=f"≤ {FIRST_ANSWER_MS:g} ms",
+            met=median(first) <= FIRST_ANSWER_MS,
+        ),
+        Row(
+            figure=f"instant promotion: run on the server, median of {m}",
+            value=server,
+            unit="s",
+            reference="the app's own start → ready",
+            reference_value=app,
+            target=f"≤ app + {INSTANT_OVER_APP_MS:g} ms",
+            met=(server - app) * 1000 <= INSTANT_OVER_APP_MS,
+        ),
+    ]
+
+
 # --- the run ---------------------------------------------------------------------------------
 
 
@@ -294,6 +412,7 @@ def run(settings: Settings, root: Path) -> list[Row]:
         polling.stop()
         rows += fanout_rows(events, settings)
     rows += throughput_rows(root, settings)
+    rows += route_rows(root, settings)
     return rows
 
 

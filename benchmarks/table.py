@@ -25,14 +25,23 @@ class Row:
         return asdict(self)
 
 
-_PRECISION = {"ms": 1, "s": 3, "MB": 1, "KiB": 1, "events/s": 0, "µs": 1}
+_PRECISION = {
+    "ms": 1,
+    "s": 3,
+    "MB": 1,
+    "KiB": 1,
+    "events/s": 0,
+    "requests/s": 0,
+    "requests": 0,
+    "µs": 1,
+}
 
 
 def number(value: float | None, unit: str) -> str:
     if value is None or math.isnan(value):
         return "-"
     digits = _PRECISION.get(unit, 2)
-    text = f"{value:,.{digits}f}" if unit == "events/s" else f"{value:.{digits}f}"
+    text = f"{value:,.{digits}f}" if unit.endswith("/s") else f"{value:.{digits}f}"
     return f"{text} {unit}"
 
 

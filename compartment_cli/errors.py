@@ -33,17 +33,41 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130
 
 
-EXIT_CODE_HELP = """\
-Exit codes:
-  0    every promoted deployment is active
-  1    the promotion failed; the target keeps serving its previous deployments
-  2    usage or input error (flags, names, compartment.yml)
-  3    the API refused the request (not found, busy, validation)
-  4    not authenticated or not allowed
-  5    network or server failure after retries
-  70   a bug in compartment-cli (the message says how to report it)
-  124  the wait timed out (the promotion goes on in the control plane)
-  130  interrupted (the promotion goes on in the control plane)"""
+def exit_code_help(run: str | None = "promotion") -> str:
+    """The exit codes a command's ``--help`` lists: its own. ``run``: what the command waits
+    for (``promotion``, ``deployment``, ``run``), None for a command that waits for none."""
+    lines = ["Exit codes:"]
+    if run == "promotion":
+        lines.append("  0    every promoted deployment is active")
+        lines.append(
+            "  1    the promotion failed; the target keeps serving its previous deployments"
+        )
+    elif run == "deployment":
+        lines.append("  0    every deployed service is active")
+        lines.append(
+            "  1    the deployment failed; the environment keeps serving its previous deployments"
+        )
+    elif run is not None:
+        lines.append(f"  0    the {run} succeeded: every deployment of it is active")
+        lines.append(f"  1    the {run} failed; its environment kept its previous deployments")
+    else:
+        lines.append("  0    done")
+    lines += [
+        "  2    usage or input error (flags, names, compartment.yml)",
+        "  3    the API refused the request (not found, busy, validation)",
+        "  4    not authenticated or not allowed",
+        "  5    network or server failure after retries",
+        "  70   a bug in compartment-cli (the message says how to report it)",
+    ]
+    if run is not None:
+        lines.append(f"  124  the wait timed out (the {run} goes on in the control plane)")
+        lines.append(f"  130  interrupted (the {run} goes on in the control plane)")
+    else:
+        lines.append("  130  interrupted")
+    return "\n".join(lines)
+
+
+EXIT_CODE_HELP = exit_code_help("promotion")
 
 
 @dataclass(frozen=True)

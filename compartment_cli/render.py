@@ -15,6 +15,7 @@ import msgspec
 
 from compartment_cli.models.api import ListResponse, NameRef, ReadSummary, parse_timestamp
 from compartment_cli.models.events import StepEvent
+from compartment_cli.models.logs import LogLine, LogsResponse
 from compartment_cli.models.plan import NothingToPromote, PromotionPlan
 from compartment_cli.models.result import ErrorDetail, ErrorDocument, RunResult
 
@@ -27,7 +28,10 @@ __all__ = [
     "header_line",
     "list_json",
     "list_lines",
+    "log_json",
+    "log_line",
     "logs_command",
+    "logs_json",
     "paint",
     "plan_json",
     "plan_lines",
@@ -114,7 +118,7 @@ def header_line(result: RunResult, *, color: bool = False) -> str:
     ended. Names the environment a new one when the result says this run created it, and says
     so when the command joined a run already in progress."""
     target = result.environment.name
-    if getattr(result, "environment_created", False):
+    if result.environment_created:
         target += " (new environment)"
     if result.source_environment is not None:
         move = f"{result.source_environment.name} → {target}"
@@ -123,7 +127,7 @@ def header_line(result: RunResult, *, color: bool = False) -> str:
     else:
         move = f"deploy to {target}"
     run = f"run {result.deployment_run_id}"
-    if getattr(result, "joined", False):
+    if result.joined:
         run = f"joined run {result.deployment_run_id} already in progress"
     parts = [
         paint(result.project.name, "bold", color),
@@ -247,6 +251,8 @@ def step_line(event: StepEvent, *, tz: tzinfo | None = None, color: bool = False
     """``12:00:01.204  api  checking_readiness  GET /healthz answered 503, retrying``."""
     when = _clock_of(event.at, tz)
     step = event.step if event.status == "running" else f"{event.step} {event.status}"
+    if event.step == "queued" and event.status == "succeeded":
+        step = "queued"  # the run took it in; "queued succeeded" says nothing more
     parts = [
         paint(when, "dim", color),
         paint(event.service_name, "bold", color),
@@ -308,8 +314,30 @@ def list_lines(listing: ListResponse, *, color: bool = False) -> list[str]:
     return _table(rows, color)
 
 
+def log_line(line: LogLine, *, tz: tzinfo | None = None, color: bool = False) -> str:
+    """``12:00:01.204  web  stderr  Traceback (most recent call last):``."""
+    style = {"compartment": "dim", "stderr": "running"}.get(line.stream, "")
+    return "  ".join(
+        [
+            paint(_clock_of(line.timestamp, tz), "dim", color),
+            paint(line.service_name, "bold", color),
+            paint(line.stream.ljust(6), style, color),
+            line.message,
+        ]
+    )
+
+
+def log_json(line: LogLine) -> bytes:
+    """One line as one JSON document on one line (``--follow --output json``)."""
+    return msgspec.json.encode(line) + b"\n"
+
+
 def list_json(listing: ListResponse) -> bytes:
     return msgspec.json.encode(listing) + b"\n"
+
+
+def logs_json(logs: LogsResponse) -> bytes:
+    return msgspec.json.encode(logs) + b"\n"
 
 
 # --- promotion plans (promote --dry-run) -----------------------------------------------------

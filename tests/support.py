@@ -148,10 +148,14 @@ class ControlPlane:
     # --- HTTP helpers --------------------------------------------------------
 
     def client(self, token: str | None = None) -> httpx.Client:
+        """A client whose every answer is checked against the platform's shapes first."""
+        from tests.conformance import check_response
+
         return httpx.Client(
             base_url=self.api_url,
             headers={"Authorization": f"Bearer {token or self.token}"},
             timeout=30,
+            event_hooks={"response": [check_response]},
         )
 
     def get(self, path: str, **params: Any) -> httpx.Response:
@@ -227,7 +231,6 @@ def write_project(
     (False: no block; a dict: the block), ``kind``,
     ``version``. Default: services ``web`` and ``api``, ready at once.
     """
-
     target.mkdir(parents=True, exist_ok=True)
     specs = services or {"web": {}, "api": {}}
     descriptor: dict[str, Any] = {"name": name, "services": {}}
@@ -258,6 +261,26 @@ def write_project(
     # JSON is YAML: the loader reads it like any compartment.yml.
     (target / "compartment.yml").write_text(json.dumps(descriptor, indent=2) + "\n")
     return target
+
+
+def promote_by_cli(
+    plane: ControlPlane, directory: Path, source: str = "staging", target: str = "production"
+) -> dict[str, Any]:
+    """``compartment promote --output json`` in ``directory``, as a user runs it: its result."""
+    done = subprocess.run(
+        [COMPARTMENT, "promote", "--from", source, "--to", target, "--output", "json"],
+        cwd=directory,
+        env=plane.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert plane.token not in done.stdout + done.stderr
+    result: dict[str, Any] = cli_json(done.stdout)
+    assert result["status"] == "succeeded", result
+    assert result["environment"] == {"name": target}
+    return result
 
 
 def result_rows(stdout: str) -> list[list[str]]:

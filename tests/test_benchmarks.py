@@ -26,6 +26,13 @@ FIGURES = [
     "throughput: deployment watch --verbose",
     "throughput: CPU per event",
     "CLI peak RSS",
+    "route: requests/s",
+    "route: latency p50",
+    "route: latency p99",
+    "route: failed requests",
+    "route: slowest of",
+    "route: candidate's first 2xx → first request it answers",
+    "instant promotion: run on the server",
 ]
 
 

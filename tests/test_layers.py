@@ -40,14 +40,14 @@ ALLOWED: dict[str, set[str]] = {
 # What each may import from outside the standard library (None: anything installed).
 THIRD_PARTY: dict[str, set[str] | None] = {
     "cli": None,
-    "workflows": {"anyio", "httpx", "msgspec"},
+    "workflows": {"anyio", "httpx", "msgspec", "pathspec"},
     "client": {"anyio", "httpx", "httpx_sse", "msgspec"},
     "models": {"msgspec"},
     "errors": set(),
     "render": {"msgspec"},
     "view": set(),
     "project": {"msgspec", "ruamel"},
-    "server": {"anyio", "msgspec", "starlette", "sse_starlette", "uvicorn"},
+    "server": {"anyio", "h11", "msgspec", "starlette", "sse_starlette", "uvicorn"},
 }
 # The standard library's ways onto the network, closed to the pure parts.
 NETWORK = {"socket", "ssl", "http", "urllib", "asyncio", "selectors", "ftplib", "smtplib"}

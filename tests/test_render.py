@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import msgspec
 
 from compartment_cli import render
-from compartment_cli.models.api import ListResponse, NameRef, OperationSummary, ReadSummary
+from compartment_cli.models.api import ListResponse, NameRef, ReadOperationSummary, ReadSummary
 from compartment_cli.models.events import StepEvent
 from compartment_cli.models.result import RunResult
 
@@ -28,7 +28,7 @@ def summary(service: str, **changes: object) -> ReadSummary:
         created_at="2025-01-01T12:00:00.000Z",
         completed_at="2025-01-01T12:00:04.200Z",
         rollback_available=False,
-        operation=OperationSummary(
+        operation=ReadOperationSummary(
             type="promote", status="succeeded", created_at="x", completed_at=None
         ),
     )
@@ -268,3 +268,18 @@ def test_list_lines_and_json() -> None:
     assert lines[2].split()[:5] == ["api", "dep_api", "stopped", "active", "-"]
     assert lines[2].split()[-1] == "-"
     assert json.loads(render.list_json(listing))["project"] == {"name": "shop"}
+
+
+def test_a_queued_step_that_succeeded_reads_queued() -> None:
+    event = StepEvent(
+        deployment_run_id="run_1",
+        deployment_id="dep_api",
+        service_name="api",
+        step="queued",
+        status="succeeded",
+        message="promoting dep_1 from staging",
+        at="2025-01-01T12:00:01.204Z",
+    )
+    assert render.step_line(event, tz=UTC) == (
+        "12:00:01.204  api  queued  promoting dep_1 from staging"
+    )

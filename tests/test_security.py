@@ -319,7 +319,10 @@ def test_token_in_no_deployment_environment_or_log_and_not_in_the_server_log(
         assert (deployed.returncode, promoted.returncode, failed.returncode) == (0, 0, 1)
         logs = list((plane.data_dir / "logs").glob("*.log"))
         assert logs
-        assert all("COMPARTMENT_DEPLOYMENT_ID=" in log.read_text() for log in logs)  # `env` ran
+        # `env` ran in each deployment that became ready (blue and green, web and api);
+        # a candidate of `broken` may be stopped before it prints anything.
+        ran = [log for log in logs if "COMPARTMENT_DEPLOYMENT_ID=" in log.read_text()]
+        assert len(ran) >= 4, [log.read_text()[:200] for log in logs]
     finally:
         plane.stop()
     runs = (deployed, promoted, failed)

@@ -27,7 +27,6 @@ Two forms:
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,15 +34,14 @@ from pathlib import Path
 import pytest
 
 from tests.support import (
-    COMPARTMENT,
     EXAMPLE,
     ControlPlane,
-    cli_json,
     deployment_processes,
     http_get,
     listening_sockets,
     open_fds,
     proc_status,
+    promote_by_cli,
     serving_processes,
     zombie_children,
 )
@@ -103,23 +101,6 @@ def promote_by_api(plane: ControlPlane, source: str, target: str) -> str:
     return str(run["deploymentRunId"])
 
 
-def promote_by_cli(plane: ControlPlane, directory: Path, source: str, target: str) -> str:
-    done = subprocess.run(
-        [COMPARTMENT, "promote", "--from", source, "--to", target, "--output", "json"],
-        cwd=directory,
-        env=plane.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    assert plane.token not in done.stdout + done.stderr
-    result = cli_json(done.stdout)
-    assert result["status"] == "succeeded", result
-    assert result["environment"] == {"name": target}
-    return str(result["deploymentRunId"])
-
-
 def assert_routes_answer(plane: ControlPlane) -> None:
     """Every route answers 200 with the deployment that is active behind it."""
     for env in ENVIRONMENTS:
@@ -148,7 +129,7 @@ def soak(plane: ControlPlane, tmp_path: Path, promotions: int, warm_up: int) -> 
         source, target = ENVIRONMENTS if number % 2 else ENVIRONMENTS[::-1]
         started = time.monotonic()
         if number % CLI_EVERY == 0:
-            runs.add(promote_by_cli(plane, directory, source, target))
+            runs.add(promote_by_cli(plane, directory, source, target)["deploymentRunId"])
         else:
             runs.add(promote_by_api(plane, source, target))
         durations.append(time.monotonic() - started)

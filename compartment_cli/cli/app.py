@@ -27,7 +27,7 @@ from compartment_cli.cli import lifecycle as lc
 from compartment_cli.cli.coercion import DirectCommand, DirectGroup
 from compartment_cli.cli.extras import prepare_completion
 from compartment_cli.cli.extras import register as register_extras
-from compartment_cli.errors import EXIT_CODE_HELP, ExitCode, UsageError
+from compartment_cli.errors import ExitCode, UsageError, exit_code_help
 
 if TYPE_CHECKING:
     from compartment_cli.cli.output import Output
@@ -42,8 +42,11 @@ else:
     # base, found through the public name, whatever typer calls its vendored click.
     ClickException = next(k for k in typer.BadParameter.__mro__ if k.__name__ == "ClickException")
 
-# `\b` keeps click from re-wrapping the table.
-EXIT_CODES_EPILOG = "\b\n" + EXIT_CODE_HELP
+
+def exit_codes_epilog(run: str | None) -> str:
+    """A command's own exit codes, for its ``--help`` (``\b`` keeps click from re-wrapping)."""
+    return "\b\n" + exit_code_help(run)
+
 
 app = typer.Typer(
     name="compartment",
@@ -90,13 +93,19 @@ def _root(
 ProjectOpt = Annotated[
     str | None,
     typer.Option(
-        "--project", help="Project slug. If omitted, read from compartment.yml.", show_default=False
+        "--project",
+        help="Project slug. If omitted, read from compartment.yml.",
+        show_default=False,
+        metavar="<name>",
     ),
 ]
 ServiceOpt = Annotated[
     str | None,
     typer.Option(
-        "--service", help="One service only. If omitted, all services.", show_default=False
+        "--service",
+        help="One service only. If omitted, all services.",
+        show_default=False,
+        metavar="<name>",
     ),
 ]
 VerboseOpt = Annotated[
@@ -115,13 +124,29 @@ TimeoutOpt = Annotated[
     str,
     typer.Option(
         "--timeout",
+        metavar="<duration>",
         help="How long to wait for the run to finish (e.g. 90s, 15m, 1h); 0 waits forever. "
         "Bounds the wait, not the run.",
     ),
 ]
+EnvironmentOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--env",
+        "-e",
+        help="Environment (default: production).",
+        show_default=False,
+        metavar="<env>",
+    ),
+]
 RemoteOpt = Annotated[
     str | None,
-    typer.Option("--remote", help="Remote of the CLI config file to use.", show_default=False),
+    typer.Option(
+        "--remote",
+        help="Remote of the CLI config file to use.",
+        show_default=False,
+        metavar="<name>",
+    ),
 ]
 CreateEnvOpt = Annotated[
     bool,
@@ -135,6 +160,7 @@ ApiUrlOpt = Annotated[
     str | None,
     typer.Option(
         "--api-url",
+        metavar="<url>",
         help="Control plane URL (overrides COMPARTMENT_API_URL and the config file).",
         show_default=False,
     ),
@@ -206,6 +232,12 @@ def _project(
     return project, descriptor, None if path is None else path.parent
 
 
+def environment_flag(flag: str, value: str) -> None:
+    """An environment flag names one: empty is a usage error that says so."""
+    if not value:
+        raise UsageError(f"{flag}: an environment name cannot be empty", code="invalid_name")
+
+
 # Hidden, for tests and odd networks: how long the event stream may stay silent (no
 # event, no ping) before it is re-opened with Last-Event-ID. Default 45s; keep it
 # above the control plane's ping interval (15s; `compartment server --ping-interval`).
@@ -228,10 +260,15 @@ def _wait_options(timeout: str) -> WaitOptions:
 # --- promote ---------------------------------------------------------------------------------
 
 
-@app.command(cls=DirectCommand, epilog=EXIT_CODES_EPILOG)
+@app.command(cls=DirectCommand, epilog=exit_codes_epilog("promotion"))
 def promote(
-    source: Annotated[str, typer.Option("--from", help="Source environment.", show_default=False)],
-    target: Annotated[str, typer.Option("--to", help="Target environment.", show_default=False)],
+    source: Annotated[
+        str,
+        typer.Option("--from", help="Source environment.", show_default=False, metavar="<env>"),
+    ],
+    target: Annotated[
+        str, typer.Option("--to", help="Target environment.", show_default=False, metavar="<env>")
+    ],
     project: ProjectOpt = None,
     service: ServiceOpt = None,
     verbose: VerboseOpt = False,
@@ -257,6 +294,8 @@ def promote(
     def body() -> object:
         from compartment_cli.workflows.promote import promote_request, run_promote
 
+        environment_flag("--from", source)
+        environment_flag("--to", target)
         if source == target:
             raise UsageError(
                 f"--from and --to both name {source!r}; promote between two environments",
@@ -285,10 +324,10 @@ def promote(
 # --- deploy ----------------------------------------------------------------------------------
 
 
-@app.command(cls=DirectCommand, epilog=EXIT_CODES_EPILOG)
+@app.command(cls=DirectCommand, epilog=exit_codes_epilog("deployment"))
 def deploy(
     environment: Annotated[
-        str, typer.Option("--env", "-e", help="Environment to deploy to.")
+        str, typer.Option("--env", "-e", help="Environment to deploy to.", metavar="<env>")
     ] = "production",
     project: ProjectOpt = None,
     service: ServiceOpt = None,
@@ -308,6 +347,7 @@ def deploy(
         from compartment_cli.project import NOT_FOUND_MESSAGE
         from compartment_cli.workflows.deploy import DeployOptions, run_deploy
 
+        environment_flag("--env", environment)
         wait = _wait_options(timeout)
         project_name, descriptor, project_dir = _project(project, service)
         if descriptor is None or project_dir is None:
@@ -335,13 +375,10 @@ def deploy(
 # --- deployment list / watch -----------------------------------------------------------------
 
 
-@deployment_app.command("list", cls=DirectCommand)
+@deployment_app.command("list", cls=DirectCommand, epilog=exit_codes_epilog(None))
 def deployment_list(
     project: ProjectOpt = None,
-    environment: Annotated[
-        str | None,
-        typer.Option("--env", "-e", help="Environment (default: production).", show_default=False),
-    ] = None,
+    environment: EnvironmentOpt = None,
     service: ServiceOpt = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=100, help="At most this many.")] = 20,
     output: OutputOpt = OutputFormat.text,
@@ -367,24 +404,35 @@ def deployment_list(
     raise typer.Exit(out.run(body))
 
 
-@deployment_app.command("watch", cls=DirectCommand, epilog=EXIT_CODES_EPILOG)
+@deployment_app.command("watch", cls=DirectCommand, epilog=exit_codes_epilog("run"))
 def deployment_watch(
     run_id: Annotated[str, typer.Argument(help="The deploymentRunId to follow.", metavar="RUN_ID")],
     verbose: VerboseOpt = False,
+    timeline: Annotated[
+        bool,
+        typer.Option(
+            "--timeline", help="End with the run's timeline: one bar per service, its steps."
+        ),
+    ] = False,
     output: OutputOpt = OutputFormat.text,
     timeout: TimeoutOpt = "15m",
     remote: RemoteOpt = None,
     api_url: ApiUrlOpt = None,
 ) -> None:
-    """Follow a deployment run that is going on, or report one that has ended."""
+    """Follow a deployment run that is going on, or report one that has ended (with
+    --verbose or --timeline, its events are read back from the control plane's event log)."""
     out = _output(output, verbose)
+    out.timeline = timeline
 
     def body() -> object:
         from compartment_cli.workflows.watch import run_watch
 
         wait = _wait_options(timeout)
         connection = _connection(api_url, remote, out)
-        return out.wait_for_run(lambda progress: run_watch(connection, run_id, progress, wait))
+        replay = verbose or timeline
+        return out.wait_for_run(
+            lambda progress: run_watch(connection, run_id, progress, wait, replay=replay)
+        )
 
     raise typer.Exit(out.run(body))
 

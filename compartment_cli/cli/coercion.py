@@ -142,6 +142,13 @@ class _DirectParams(Command):
 class DirectCommand(_DirectParams, TyperCommand):
     """A typer command whose parameters are coerced without pydantic."""
 
+    def collect_usage_pieces(self, ctx: Context) -> list[str]:
+        """The usage line names a required argument ``RUN_ID``, not typer's ``{RUN_ID}``."""
+        return [
+            piece[1:-1] if piece.startswith("{") and piece.endswith("}") else piece
+            for piece in super().collect_usage_pieces(ctx)
+        ]
+
 
 class DirectGroup(_DirectParams, TyperGroup):
     """A typer group (and its own options) coerced without pydantic."""

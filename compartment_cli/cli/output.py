@@ -1,8 +1,7 @@
 """Where things go: the result to stdout, progress and errors to stderr.
 
-``Output`` knows the two streams, whether stderr is a terminal, whether
-colour is allowed (a terminal, and no ``NO_COLOR``), and the output format.
-It picks one progress reporter per command:
+``Output`` knows the two streams, whether stderr is a terminal, whether colour is
+allowed (a terminal, no ``NO_COLOR``), and the format. One progress reporter per command:
 
 - ``--verbose``: one line per event on stderr, the moment it arrives
   (also with ``--output json``: stdout stays one JSON document);
@@ -16,7 +15,9 @@ anything unexpected as a bug report, traceback only with ``COMPARTMENT_DEBUG=1``
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 import sys
 import threading
 import traceback
@@ -38,9 +39,11 @@ from compartment_cli.errors import (
 )
 
 if TYPE_CHECKING:
+    from compartment_cli.cli.github import GitHubActions
     from compartment_cli.client.connection import Connection
     from compartment_cli.models.api import ListResponse, ReadSummary
     from compartment_cli.models.events import StepEvent
+    from compartment_cli.models.logs import LogLine, LogsResponse
     from compartment_cli.models.result import RunResult
     from compartment_cli.workflows.follow import Progress, RunTarget
 
@@ -53,8 +56,6 @@ NOT_CONFIGURED_HINT = (
     "COMPARTMENT_API_URL and COMPARTMENT_TOKEN."
 )
 DEBUG_ENV = "COMPARTMENT_DEBUG"
-# The codes of an Unavailable that means the control plane could not be reached.
-UNREACHABLE_CODES = frozenset({"network_error", "event_stream_lost"})
 
 
 def _is_tty(stream: TextIO) -> bool:
@@ -79,6 +80,8 @@ class Output:
     stderr: TextIO
     json: bool = False
     verbose: bool = False
+    timeline: bool = False
+    """Draw the run's timeline at its end (``deployment watch --timeline``)."""
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     not_configured: bool = False
     """No login, no URL: the default local control plane was tried (for the hint)."""
@@ -138,15 +141,24 @@ class Output:
         import anyio
 
         reporter = self._reporter()
+        if self._wants_timeline():
+            reporter.steps = []
         self._progress = reporter
         try:
             return anyio.run(workflow, reporter)
         finally:
             reporter.close()
 
+    @functools.cached_property
+    def github(self) -> GitHubActions | None:
+        """GitHub Actions' files and commands, when ``GITHUB_ACTIONS=true``."""
+        from compartment_cli.cli.github import GitHubActions
+
+        return GitHubActions.from_environ(self.environ)
+
     def _reporter(self) -> _Reporter:
         if self.verbose:
-            return _LineReporter(self.stderr, color=self.stderr_color)
+            return _LineReporter(self.stderr, color=self.stderr_color, group=bool(self.github))
         if not self.json and _is_tty(self.stderr):
             return _LiveReporter(self.stderr, color=self.stderr_color)
         return _Reporter(self.stderr, color=self.stderr_color)
@@ -155,12 +167,15 @@ class Output:
 
     def show(self, value: object) -> int:
         from compartment_cli.models.api import ListResponse
+        from compartment_cli.models.logs import LogsResponse
         from compartment_cli.models.result import RunResult
 
         if isinstance(value, RunResult):
             return self.result(value)
         if isinstance(value, ListResponse):
             return self.listing(value)
+        if isinstance(value, LogsResponse):
+            return self.logs(value)
         return self.lifecycle(value)
 
     def lifecycle(self, value: object) -> int:
@@ -175,8 +190,29 @@ class Output:
             self._write_lines(self.stdout, [value.message])
         return int(ExitCode.OK)
 
+    def logs(self, logs: LogsResponse) -> int:
+        if self.json:
+            self._write_json(render.logs_json(logs))
+        else:
+            color = self.stdout_color
+            self._write_lines(self.stdout, [render.log_line(ln, color=color) for ln in logs.lines])
+            if not logs.deployments:
+                self.stderr.write(
+                    f"No deployments to show the logs of in {logs.project.name}"
+                    f" {logs.environment.name}.\n"
+                )
+        return int(ExitCode.OK)
+
+    def log_line(self, line: LogLine) -> None:
+        """One line of a followed log, the moment it comes (JSON: one document per line)."""
+        if self.json:
+            self._write_json(render.log_json(line))
+        else:
+            self._write_lines(self.stdout, [render.log_line(line, color=self.stdout_color)])
+
     def result(self, result: RunResult) -> int:
         code = exit_code_for_status(result.status)
+        self._timeline()
         if self.json:
             self._write_json(render.result_json(result))
         else:
@@ -185,7 +221,26 @@ class Output:
         ended = self._progress is not None and self._progress.ended_before
         lines = render.failure_lines(result, verb=verb, color=self.stderr_color, ended=ended)
         self._write_lines(self.stderr, lines)
+        if self.github is not None:
+            self._write_lines(self.stderr, self.github.failure_lines(result, f"compartment {verb}"))
+            self.github.record(result)
         return int(code)
+
+    def _wants_timeline(self) -> bool:
+        """``--timeline``, or at the end of a ``--verbose`` run on a terminal."""
+        return self.timeline or (self.verbose and _is_tty(self.stderr))
+
+    def _timeline(self) -> None:
+        steps = self._progress.steps if self._progress is not None else None
+        if not steps or not self._wants_timeline():
+            return
+        from compartment_cli.view.timeline import timeline_lines
+
+        # --timeline asked for it as output; after --verbose it ends the progress on stderr.
+        stream = self.stdout if self.timeline and not self.json else self.stderr
+        color = self.stdout_color if stream is self.stdout else self.stderr_color
+        width = shutil.get_terminal_size().columns - 1
+        self._write_lines(stream, [*timeline_lines(steps, width=width, color=color), ""])
 
     def listing(self, listing: ListResponse) -> int:
         if self.json:
@@ -201,7 +256,9 @@ class Output:
     def error(self, error: CompartmentError) -> int:
         code = int(error.exit_code)
         message = error.message
+        hint_line = ""
         if self.not_configured and isinstance(error, Unavailable | NotAuthorized):
+            hint_line = NOT_CONFIGURED_HINT
             message = f"{message}\n{NOT_CONFIGURED_HINT}"
         elif (hint := self._hint(error)) is not None:
             # One line, like every message: a script may read the first line only.
@@ -219,18 +276,15 @@ class Output:
             )
             self._write_json(document)
         else:
-            self._write_error(message)
+            self._write_error(message.removesuffix(f"\n{hint_line}"), hint=hint_line)
+        if self.github is not None:
+            self._write_lines(self.stderr, [self.github.error_line(error, message)])
+            self.github.record(None, error)
         return code
 
     def _hint(self, error: CompartmentError) -> str | None:
         """What to do about a connection or auth error, the same for every command."""
-        if self.connection is None:
-            return None
-        if isinstance(error, NotAuthorized):
-            return self.connection.unauthorized_hint()
-        if isinstance(error, Unavailable) and error.code in UNREACHABLE_CODES:
-            return self.connection.unreachable_hint()
-        return None
+        return None if self.connection is None else self.connection.hint_for(error)
 
     def unexpected(self, exc: BaseException) -> int:
         code = int(ExitCode.INTERNAL)
@@ -258,9 +312,14 @@ class Output:
             stream.write("".join(line + "\n" for line in lines))
             stream.flush()
 
-    def _write_error(self, message: str) -> None:
+    def _write_error(self, message: str, hint: str = "") -> None:
+        """Every line of ``message`` as an ``error:`` line (several problems of compartment.yml
+        give several lines), then ``hint`` as it is."""
         prefix = "\x1b[31merror:\x1b[0m " if self.stderr_color else "error: "
-        self.stderr.write(prefix + message.rstrip("\n") + "\n")
+        lines = [prefix + line for line in message.rstrip("\n").splitlines() or [""]]
+        if hint:
+            lines.append(hint)
+        self.stderr.write("\n".join(lines) + "\n")
         self.stderr.flush()
 
 
@@ -277,6 +336,8 @@ class _Reporter:
         """The run being followed, once known."""
         self.ended_before = False
         """The run had ended before it was looked at (``deployment watch`` of an old run)."""
+        self.steps: list[StepEvent] | None = None
+        """The run's step events, kept when a timeline is to be drawn of them."""
         self._lock = threading.Lock()
 
     def _line(self, text: str) -> None:
@@ -293,7 +354,11 @@ class _Reporter:
         self.ended_before = target.final_status is not None
 
     def step(self, event: StepEvent) -> None:
-        pass
+        self.keep(event)
+
+    def keep(self, event: StepEvent) -> None:
+        if self.steps is not None:
+            self.steps.append(event)
 
     def deployment_changed(self, deployment: ReadSummary, *, polled: bool) -> None:
         pass
@@ -321,13 +386,24 @@ class _LineReporter(_Reporter):
     writes out the pending ones; outside the event loop every line goes at once.
     """
 
-    def __init__(self, stream: TextIO, *, color: bool) -> None:
+    def __init__(self, stream: TextIO, *, color: bool, group: bool = False) -> None:
         super().__init__(stream, color=color)
         self._pending: list[str] = []
+        self._group = group
+        """Fold each run's lines in a GitHub Actions group."""
+        self._in_group = False
 
     def _line(self, text: str) -> None:
         self._pending.append(text)
         self.flush()
+
+    def _fold(self, title: str | None) -> None:
+        """End the open group, and begin one titled ``title`` (if any)."""
+        if self._in_group:
+            self._line("::endgroup::")
+        self._in_group = self._group and title is not None
+        if self._in_group:
+            self._line(f"::group::{title}")
 
     def flush(self) -> None:
         lines, self._pending = self._pending, []
@@ -337,6 +413,7 @@ class _LineReporter(_Reporter):
                 self.stream.flush()
 
     def close(self) -> None:
+        self._fold(None)
         self.flush()
 
     def run_started(self, target: RunTarget) -> None:
@@ -352,9 +429,11 @@ class _LineReporter(_Reporter):
             what = f"promote {target.source_environment} → {target.environment}"
         else:
             what = f"{target.kind} to {target.environment}"
+        self._fold(f"compartment {what}: run {target.run_id}")
         self._line(f"{now}  run {target.run_id}  {what}: {services or 'no deployments'}")
 
     def step(self, event: StepEvent) -> None:
+        self.keep(event)
         line = render.step_line(event, color=self.color)
         if self._pending or _in_event_loop():
             self._pending.append(line)
@@ -410,6 +489,7 @@ class _LiveReporter(_Reporter):
         )
 
     def step(self, event: StepEvent) -> None:
+        self.keep(event)
         self._screen.step(event)
 
     def deployment_changed(self, deployment: ReadSummary, *, polled: bool) -> None:

@@ -8,7 +8,6 @@ import typer
 
 from compartment_cli.cli import lifecycle as lc
 from compartment_cli.cli.app import (
-    EXIT_CODES_EPILOG,
     ApiUrlOpt,
     OutputFormat,
     OutputOpt,
@@ -21,12 +20,13 @@ from compartment_cli.cli.app import (
     _project,
     _wait_options,
     app,
+    exit_codes_epilog,
     parse_duration,
 )
 from compartment_cli.cli.coercion import DirectCommand
 
 
-@app.command(cls=DirectCommand, epilog=EXIT_CODES_EPILOG)
+@app.command(cls=DirectCommand, epilog=exit_codes_epilog("rollback"))
 def rollback(
     environment: Annotated[
         str, typer.Option("--env", "-e", help="Environment to roll back.", show_default=False)

@@ -53,6 +53,7 @@ from compartment_cli.models.api import (
     RunResponse,
     StatusResponse,
 )
+from compartment_cli.models.logs import LogsResponse
 
 __all__ = [
     "DEFAULT_RETRY",
@@ -344,6 +345,10 @@ class ApiClient:
         """(ours) ``GET /v1/deployments/runs/{id}``: one run and where it goes."""
         path = "/v1/deployments/runs/" + quote(run_id, safe="")
         return await self._get(path, {}, RunResponse)
+
+    async def logs(self, query: Mapping[str, str | None]) -> LogsResponse:
+        """``GET /v1/deployments/logs`` (``models.logs``: the platform's query, and ours)."""
+        return await self._get("/v1/deployments/logs", query, LogsResponse)
 
     # --- writes ---------------------------------------------------------
 

@@ -47,9 +47,11 @@ from compartment_cli.models.api import (
     StatusResponse,
 )
 from compartment_cli.models.descriptor import DeployManifest
+from compartment_cli.models.logs import LogsQuery
 from compartment_cli.server.artifacts import ArchiveError, ArtifactStore, read_deploy_archive
 from compartment_cli.server.bus import EventBus
 from compartment_cli.server.errors import Refusal, environment_not_found, project_not_found
+from compartment_cli.server.logs import LOGS_REQUEST_ERROR, environment_asked, logs_response
 from compartment_cli.server.openapi import openapi_document
 from compartment_cli.server.orchestrator import Orchestrator
 from compartment_cli.server.store import Environment, Project, Store, now
@@ -332,6 +334,16 @@ async def get_run(request: Request) -> Response:
     )
 
 
+async def deployment_logs(request: Request) -> Response:
+    """The platform's logs endpoint (``server.logs``)."""
+    state = _state(request)
+    query = parse_query(request, LogsQuery, LOGS_REQUEST_ERROR)
+    project, environment = _project_and_environment(
+        state, query.project_name, environment_asked(query)
+    )
+    return logs_response(state, query, project, environment)
+
+
 async def deploy(request: Request) -> Response:
     state = _state(request)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -437,6 +449,7 @@ def create_app(state: State, lifespan: Any = None) -> ASGIApp:
         Route("/v1/deployments/rollback", rollback, methods=["POST"]),
         Route("/v1/deployments/status", deployment_status, methods=["GET"]),
         Route("/v1/deployments/runs/{run_id}", get_run, methods=["GET"]),
+        Route("/v1/deployments/logs", deployment_logs, methods=["GET"]),
         Route("/v1/deployments", list_deployments, methods=["GET"]),
         Route("/v1/deployments", deploy, methods=["POST"]),
         Route("/v1/environments", list_environments, methods=["GET"]),

@@ -149,7 +149,6 @@ class Execution:
                         context.environment,
                         command,
                         None,
-                        extra_env=candidate.config.build.env if candidate.config.build else {},
                     )
                     ok, message = await run_build(
                         self._services.supervisor.spawner, spec, timeout=BUILD_TIMEOUT_S
@@ -214,7 +213,7 @@ class Execution:
         self._recorder.update(context, deployment.id, Change(stage="awaiting_readiness"))
         if config.readiness is not None:
             plan = (
-                f"GET {config.readiness.path} until it answers 2xx, for up to"
+                f"GET {config.readiness.url_path} until it answers 2xx, for up to"
                 f" {config.readiness.timeout_ms / 1000:g} s"
             )
         else:
@@ -305,29 +304,26 @@ class Execution:
                     context, candidate, "draining_previous", "skipped", "nothing was serving before"
                 )
                 return
-            started = time.monotonic()
             old_port = candidate.backend_port
-            cut = 0
+            drained = cut = ""
             if old_port is not None:
-                open_now = self._services.routes.open_connections(old_port)
+                in_flight = self._services.routes.in_flight(old_port)
                 self._recorder.step(
                     context,
                     candidate,
                     "draining_previous",
                     "running",
-                    f"{replaced.id}: {open_now} open connection(s), waiting up to"
-                    f" {self._services.drain_timeout:g} s",
+                    f"{replaced.id}: {in_flight}, waiting up to {self._services.drain_timeout:g} s",
                 )
-                cut = await self._services.routes.drain(old_port, self._services.drain_timeout)
+                report = await self._services.routes.drain(old_port, self._services.drain_timeout)
+                drained, cut = f" {report}", report.cut_text
             await self._services.supervisor.stop(replaced.id)
-            cut_text = f", {cut} connection(s) cut" if cut else ""
             self._recorder.step(
                 context,
                 candidate,
                 "draining_previous",
                 "succeeded",
-                f"{replaced.id} drained in {time.monotonic() - started:.1f} s"
-                f" and stopped{cut_text}",
+                f"{replaced.id}{drained} and stopped{cut}",
             )
 
         async with anyio.create_task_group() as group:

@@ -26,6 +26,7 @@ from compartment_cli.models.api import (
 )
 from compartment_cli.models.base import EnvironmentName, ProjectName, ServiceName
 from compartment_cli.models.events import RunCompletedEvent, RunStep, StepEvent
+from compartment_cli.models.logs import LogsResponse, TailLines
 
 _REF = "#/components/schemas/{name}"
 
@@ -65,6 +66,7 @@ def openapi_document() -> bytes:
             StatusResponse,
             ListResponse,
             RunResponse,
+            LogsResponse,
             EnvironmentListResponse,
             StepEvent,
             RunCompletedEvent,
@@ -193,6 +195,27 @@ def openapi_document() -> bytes:
                 ],
                 "responses": {
                     "200": {"description": "The run", "content": _json(RunResponse)},
+                    **_errors(404),
+                },
+            }
+        },
+        "/v1/deployments/logs": {
+            "get": {
+                "operationId": "getDeploymentLogs",
+                "summary": "Log lines of the active deployments of an environment (the platform's"
+                " endpoint); ours: deploymentId or deploymentRunId pick other deployments, and"
+                " follow=true answers with server-sent events (`log`, then `end`).",
+                "parameters": [
+                    _query("projectName", _PROJECT, required=True),
+                    _query("environmentName", _ENVIRONMENT),
+                    _query("serviceName", _SERVICE),
+                    _query("since", {"type": "string", "format": "date-time"}),
+                    _query("tailLines", msgspec.json.schema(TailLines)),
+                    _query("deploymentId", {"type": "string", "minLength": 1}),
+                    _query("deploymentRunId", {"type": "string", "minLength": 1}),
+                ],
+                "responses": {
+                    "200": {"description": "The lines", "content": _json(LogsResponse)},
                     **_errors(404),
                 },
             }

@@ -36,6 +36,7 @@ from compartment_cli.models.events import (
 )
 from compartment_cli.server.artifacts import ArtifactStore
 from compartment_cli.server.bus import EventBus
+from compartment_cli.server.logs import OutputLog
 from compartment_cli.server.routes import RouteTable
 from compartment_cli.server.runtime import (
     ReadinessResult,
@@ -161,7 +162,7 @@ async def await_ready(
         return await check_started(process, grace=grace(config))
     return await check_readiness(
         process,
-        path=config.readiness.path,
+        path=config.readiness.url_path,
         timeout_ms=config.readiness.timeout_ms,
         report=report,
     )
@@ -199,6 +200,10 @@ class Recorder:
                 at=now(),
             ),
         )
+        # The deployment's log has the control plane's side of it too (`compartment logs`).
+        said = step if status == "running" else f"{step} {status}"
+        log_path = self.services.log_path(candidate.deployment)
+        OutputLog(log_path).write("compartment", f"{said}: {message}")
 
     def summary(self, deployment_id: str) -> ReadSummary:
         return self.services.summaries.read_one(deployment_id)

@@ -25,31 +25,48 @@ from pathlib import Path
 
 import anyio
 
+from compartment_cli.server.logs import OutputLog
 from compartment_cli.server.spawn import ProcessSpec, Spawner, end_group
 
 _ATTEMPT_TIMEOUT = 2.0  # seconds for one readiness request
 _FIRST_PAUSE = 0.005  # the shortest pause between two readiness requests (seconds)
 _REPORT_EVERY = 2.0  # seconds between two progress reports that say the same
 _LOG_TAIL_LINES = 5
+_OUTPUT_FLUSH = 1.0  # seconds an ended process's last output may take to reach the log
 
 
 class RunningProcess:
     """One started deployment. ``pid`` is also its process group id."""
 
-    def __init__(self, spec: ProcessSpec, process: asyncio.subprocess.Process) -> None:
+    def __init__(
+        self,
+        spec: ProcessSpec,
+        process: asyncio.subprocess.Process,
+        output: tuple[int, int] | None = None,
+    ) -> None:
         self.spec = spec
         self.deployment_id = spec.deployment_id
         self.pid: int = process.pid
         self.port = spec.port
         self.log_path = spec.log_path
         self.process = process
+        # Its output, line by line with stream and time (``server.logs``), from the read
+        # ends of its stdout and stderr pipes.
+        self._output = asyncio.ensure_future(
+            OutputLog(spec.log_path).pump(*output) if output else asyncio.sleep(0)
+        )
 
     def returncode(self) -> int | None:
         """The shell's exit status (negative: killed by that signal), None while running."""
         return self.process.returncode
 
     async def wait(self) -> int:
-        return await self.process.wait()
+        """The exit status, once its output (what it wrote before it ended) is in the log."""
+        code = await self.process.wait()
+        # A grandchild may hold the pipes open: its output is not waited for.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._output), _OUTPUT_FLUSH)
+        return code
 
     def log_tail(self, lines: int = _LOG_TAIL_LINES) -> list[str]:
         """The last few non-empty lines of the log, for failure messages."""
@@ -95,7 +112,20 @@ class Supervisor:
             if current.returncode() is None:
                 raise ValueError(f"deployment {spec.deployment_id} is already running")
             await self.stop(spec.deployment_id)
-        running = RunningProcess(spec, await self.spawner.start(spec))
+        # Pipes of our own, not asyncio's: its Process.wait() waits for them to close too,
+        # which a grandchild that outlives the shell would put off for ever.
+        out_read, out_write = os.pipe()
+        err_read, err_write = os.pipe()
+        try:
+            process = await self.spawner.start(spec, output=(out_write, err_write))
+        except BaseException:
+            os.close(out_read)
+            os.close(err_read)
+            raise
+        finally:
+            os.close(out_write)
+            os.close(err_write)
+        running = RunningProcess(spec, process, (out_read, err_read))
         self._processes[spec.deployment_id] = running
         return running
 
@@ -191,8 +221,8 @@ def _seconds(value: float) -> str:
     return f"{text} s"
 
 
-def _exit_message(proc: RunningProcess, when: str) -> str:
-    code = proc.returncode()
+async def _exit_message(proc: RunningProcess, when: str) -> str:
+    code = await proc.wait()  # and its last output is in the log
     if code is not None and code < 0:
         try:
             name = signal.Signals(-code).name
@@ -287,7 +317,7 @@ async def check_readiness(
     attempts = 0
     while True:
         if proc.returncode() is not None:
-            return ReadinessResult(False, _exit_message(proc, "before it was ready"))
+            return ReadinessResult(False, await _exit_message(proc, "before it was ready"))
         remaining = deadline - time.monotonic()
         outcome = await _probe(proc.port, path, max(0.05, min(_ATTEMPT_TIMEOUT, remaining)))
         attempts += 1
@@ -303,16 +333,17 @@ async def check_readiness(
             last_reported, last_report_at = described, now
         pause = min(max(_FIRST_PAUSE, (now - started) / 8), interval, deadline - now)
         if await _exited_within(proc, pause):
-            return ReadinessResult(False, _exit_message(proc, "before it was ready"))
+            return ReadinessResult(False, await _exit_message(proc, "before it was ready"))
     if proc.returncode() is not None:
-        return ReadinessResult(False, _exit_message(proc, "before it was ready"))
+        return ReadinessResult(False, await _exit_message(proc, "before it was ready"))
     return ReadinessResult(False, f"readiness {described} for {_seconds(timeout)}")
 
 
 async def check_started(proc: RunningProcess, *, grace: float) -> ReadinessResult:
     """Ok when the process is still running ``grace`` seconds after it started."""
     if await _exited_within(proc, grace):
-        return ReadinessResult(False, _exit_message(proc, f"within {_seconds(grace)} of starting"))
+        message = await _exit_message(proc, f"within {_seconds(grace)} of starting")
+        return ReadinessResult(False, message)
     return ReadinessResult(True, f"process is running after {_seconds(grace)}")
 
 
@@ -335,5 +366,5 @@ async def probe_ready(proc: RunningProcess, path: str, seconds: float) -> str | 
 async def exited_within(proc: RunningProcess, seconds: float) -> str | None:
     """Wait up to ``seconds``; None while the process runs, else how it ended."""
     if await _exited_within(proc, seconds):
-        return _exit_message(proc, "after the switch")
+        return await _exit_message(proc, "after the switch")
     return None

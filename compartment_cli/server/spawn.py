@@ -146,9 +146,12 @@ class Spawner:
         self.setpriv = _find_setpriv()
         """None: the death signal is set by a ``preexec_fn`` (slower; see the module docstring)."""
 
-    async def start(self, spec: ProcessSpec) -> asyncio.subprocess.Process:
-        """Start ``/bin/sh -c <command>``; output is appended to the spec's log. OSError
-        when it cannot start."""
+    async def start(
+        self, spec: ProcessSpec, *, output: tuple[int, int] | None = None
+    ) -> asyncio.subprocess.Process:
+        """Start ``/bin/sh -c <command>``; output is appended to the spec's log, or goes to
+        ``output``, the write ends of two pipes (stdout, stderr) whose other ends the caller
+        reads. OSError when it cannot start."""
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         shell = ["/bin/sh", "-c", spec.command]
         if self.setpriv is not None:
@@ -162,8 +165,8 @@ class Spawner:
                 cwd=spec.cwd,
                 env=child_environment(spec, self.marker),
                 stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                stdout=log if output is None else output[0],
+                stderr=subprocess.STDOUT if output is None else output[1],
                 start_new_session=True,
                 preexec_fn=setup,
             )

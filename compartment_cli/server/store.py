@@ -30,73 +30,9 @@ from compartment_cli.models.api import (
     RunStatus,
 )
 from compartment_cli.models.descriptor import ServiceConfig
+from compartment_cli.server.tables import SCHEMA
 
 LOCAL_ORGANIZATION_ID = "org_local"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS projects (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS environments (
-    id TEXT PRIMARY KEY,
-    project_id TEXT NOT NULL REFERENCES projects(id),
-    name TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    UNIQUE (project_id, name)
-);
-CREATE TABLE IF NOT EXISTS artifacts (
-    digest TEXT PRIMARY KEY,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS cleaned_artifacts (digest TEXT PRIMARY KEY, cleaned_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    type TEXT NOT NULL,
-    project_id TEXT NOT NULL REFERENCES projects(id),
-    environment_id TEXT NOT NULL REFERENCES environments(id),
-    source_environment_id TEXT REFERENCES environments(id),
-    move_key TEXT NOT NULL,
-    status TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    completed_at TEXT
-);
-CREATE TABLE IF NOT EXISTS deployments (
-    id TEXT PRIMARY KEY,
-    run_id TEXT NOT NULL REFERENCES runs(id),
-    environment_id TEXT NOT NULL REFERENCES environments(id),
-    service_name TEXT NOT NULL,
-    artifact_digest TEXT NOT NULL REFERENCES artifacts(digest),
-    config TEXT NOT NULL,
-    status TEXT NOT NULL,
-    promotion_stage TEXT NOT NULL,
-    health TEXT NOT NULL,
-    is_active INTEGER NOT NULL DEFAULT 0,
-    failure_message TEXT,
-    created_at TEXT NOT NULL,
-    completed_at TEXT,
-    previous_id TEXT
-);
-CREATE INDEX IF NOT EXISTS deployments_by_env ON deployments (environment_id, created_at);
-CREATE INDEX IF NOT EXISTS deployments_by_run ON deployments (run_id);
-CREATE TABLE IF NOT EXISTS routes (
-    environment_id TEXT NOT NULL REFERENCES environments(id),
-    service_name TEXT NOT NULL,
-    port INTEGER NOT NULL UNIQUE,
-    PRIMARY KEY (environment_id, service_name)
-);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    project_name TEXT NOT NULL,
-    environment_name TEXT NOT NULL,
-    type TEXT NOT NULL,
-    data BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_by_env ON events (project_name, environment_name, id);
-"""
 
 
 def now() -> str:
@@ -199,7 +135,7 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(_SCHEMA)
+        self._db.executescript(SCHEMA)
         rows = self._db.execute("SELECT digest FROM cleaned_artifacts")
         self._cleaned: set[str] = {row[0] for row in rows}  # this store is their only writer
 

@@ -119,3 +119,28 @@ def test_live_view_shows_each_service_as_it_goes(control_plane: ControlPlane, pr
     assert final[header_at + 1].split() == ["SERVICE", "DEPLOYMENT", "STATUS", "ROUTE", "DURATION"]
     assert [line.split()[0] for line in final[header_at + 2 :]] == ["api", "web"]
     assert all("http://127.0.0.1:" in line for line in final[header_at + 2 :])
+
+
+def test_a_verbose_run_on_a_terminal_ends_with_its_timeline(
+    control_plane: ControlPlane, project: Any
+) -> None:
+    directory = project("2.0.0", web={}, api={"ready_after": 1})
+    assert control_plane.deploy_and_wait(directory, "staging")["status"] == "succeeded"
+
+    term = Terminal(
+        ["promote", "--from", "staging", "--to", "production", "--verbose"],
+        env=control_plane.env,
+        cwd=directory,
+        rows=60,
+    )
+
+    assert term.wait() == 0
+    screen = term.lines()
+    (title,) = [i for i, line in enumerate(screen) if line.startswith("Timeline (")]
+    assert screen[title + 1].startswith("api  ")
+    assert "█" in screen[title + 1]
+    assert screen[title + 2].startswith("web  ")
+    assert "·" in screen[title + 2]
+    assert any("checking_readiness succeeded" in line for line in screen[:title])
+    header = next(i for i, line in enumerate(screen) if line.startswith("shop  staging → "))
+    assert header > title  # the result comes last

@@ -48,6 +48,7 @@ def test_a_restart_serves_each_route_as_soon_as_its_own_deployment_is_ready(
             elif answer is not None:
                 waiting_answers.add(answer.status_code)
                 assert answer.status_code == 503, answer.text
+                assert answer.headers.get("retry-after"), answer.headers
         time.sleep(0.02)
 
     # The API within a second or so (slack for a loaded machine), not after the slow app.

@@ -7,37 +7,25 @@ import hashlib
 import shlex
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Self
 
+import h11
 import httpx
 import pytest
 
-from compartment_cli.server.routes import RouteTable
+from compartment_cli.server.routes import DrainReport, InFlight, RouteTable
 from compartment_cli.server.runtime import ProcessSpec, Supervisor, check_readiness, free_port
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+class Backend:
+    """An in-process deployment on a free loopback port, for ``async with``."""
 
-
-@pytest.fixture
-async def table() -> AsyncIterator[RouteTable]:
-    routes = RouteTable()
-    yield routes
-    await routes.close()
-
-
-class NamedBackend:
-    """An HTTP/1.1 keep-alive backend whose every answer is its name."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self) -> None:
         self.port = 0
         self._server: asyncio.Server | None = None
 
-    async def __aenter__(self) -> NamedBackend:
+    async def __aenter__(self) -> Self:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
@@ -47,9 +35,23 @@ class NamedBackend:
         self._server.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+
+class NamedBackend(Backend):
+    """An HTTP/1.1 keep-alive backend whose every answer is its name (``/slow/<s>``: later)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
+                path = head.split()[1]
+                if path.startswith(b"/slow/"):
+                    await asyncio.sleep(float(path.rpartition(b"/")[2]))
                 length = 0
                 for line in head.split(b"\r\n"):
                     if line.lower().startswith(b"content-length:"):
@@ -92,7 +94,7 @@ class KeepAliveClient:
 
 
 def proxy_tasks() -> list[asyncio.Task[object]]:
-    names = ("RouteTable.", "_pipe")
+    names = ("RouteTable.", "ClientConnection.", "_pipe")
     return [
         task
         for task in asyncio.all_tasks()
@@ -167,69 +169,140 @@ async def test_proxies_a_request_to_a_real_deployment(table: RouteTable, tmp_pat
         await supervisor.stop_all(grace=1.0)
 
 
-@pytest.mark.anyio
-async def test_large_body_and_half_close(table: RouteTable) -> None:
-    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-        writer.write(b"END")  # still writable after the client half-closed
-        writer.close()
+class EchoBackend(Backend):
+    """Streams every request body straight back (chunked) while it still arrives (h11)."""
 
-    backend = await asyncio.start_server(echo, "127.0.0.1", 0)
-    try:
+    def __init__(self) -> None:
+        super().__init__()
+        self.heads: list[h11.Request] = []
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h11.Connection(h11.SERVER)
+        try:
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    conn.receive_data(await reader.read(65536))
+                elif isinstance(event, h11.Request):
+                    self.heads.append(event)
+                    writer.write(conn.send(h11.Response(status_code=200, headers=[])) or b"")
+                elif isinstance(event, h11.Data):
+                    writer.write(conn.send(h11.Data(data=event.data)) or b"")
+                    await writer.drain()
+                elif isinstance(event, h11.EndOfMessage):
+                    writer.write(conn.send(h11.EndOfMessage()) or b"")
+                    conn.start_next_cycle()
+                else:
+                    return
+        except (ConnectionError, h11.ProtocolError, asyncio.CancelledError):
+            pass  # cancelled: the test's loop ends
+        finally:
+            writer.close()
+
+
+@pytest.mark.anyio
+async def test_large_bodies_stream_both_ways(table: RouteTable) -> None:
+    # Was a raw TCP echo with a half-close: the route now speaks HTTP, and a
+    # half-close is a tunnel's business (test_tunnel_passes_bytes_and_half_close).
+    async with EchoBackend() as backend:
         port = await table.open("env-1/web")
-        table.switch({"env-1/web": backend.sockets[0].getsockname()[1]})
+        table.switch({"env-1/web": backend.port})
         payload = bytes(range(256)) * (5 * 4096)  # 5 MiB
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        client = h11.Connection(h11.CLIENT)
+        first_back = asyncio.Event()
 
         async def send() -> None:
-            writer.write(payload)
-            await writer.drain()
-            writer.write_eof()
+            head = h11.Request(
+                method="POST",
+                target="/echo",
+                headers=[("Host", "x"), ("Content-Length", str(len(payload)))],
+            )
+            writer.write(client.send(head) or b"")
+            for start in range(0, len(payload), 65536):
+                if start == 65536 * 8:
+                    await asyncio.wait_for(first_back.wait(), 5)  # the answer already streams
+                writer.write(client.send(h11.Data(data=payload[start : start + 65536])) or b"")
+                await writer.drain()
+            writer.write(client.send(h11.EndOfMessage()) or b"")
 
         sender = asyncio.create_task(send())
-        received = await reader.read(-1)  # until the proxy passes on the end
+        received = hashlib.sha256()
+        size = 0
+        answer: h11.Response | None = None
+        while True:
+            event = client.next_event()
+            if event is h11.NEED_DATA:
+                client.receive_data(await reader.read(65536))
+            elif isinstance(event, h11.Response):
+                answer = event
+            elif isinstance(event, h11.Data):
+                first_back.set()
+                received.update(event.data)
+                size += len(event.data)
+            else:
+                break
         await sender
         writer.close()
 
-        assert len(received) == len(payload) + 3
-        assert hashlib.sha256(received[:-3]).digest() == hashlib.sha256(payload).digest()
-        assert received.endswith(b"END")
-    finally:
-        backend.close()
+        assert answer is not None
+        assert answer.status_code == 200
+        assert size == len(payload)
+        assert received.digest() == hashlib.sha256(payload).digest()
+        assert dict(backend.heads[0].headers)[b"content-length"] == str(len(payload)).encode()
 
 
 @pytest.mark.anyio
-async def test_switch_moves_new_connections_and_drain_waits_for_old_ones(
-    table: RouteTable,
-) -> None:
+async def test_switch_moves_every_connection_at_its_next_request(table: RouteTable) -> None:
+    # Was: an open connection stayed with the old backend. Now each request
+    # goes where the route points when its head is read.
     async with NamedBackend("blue") as blue, NamedBackend("green") as green:
         port = await table.open("env-1/web")
         table.switch({"env-1/web": blue.port})
         old = await KeepAliveClient.connect(port)
         assert await old.get() == (200, b"blue")
+        slow = await KeepAliveClient.connect(port)
+        in_flight = asyncio.create_task(slow.get("/slow/0.5"))
+        await asyncio.sleep(0.1)
 
         assert table.switch({"env-1/web": green.port}) == {"env-1/web": blue.port}
 
+        assert await old.get() == (200, b"green")  # the same connection, moved
         new = await KeepAliveClient.connect(port)
         assert await new.get() == (200, b"green")
-        assert await old.get() == (200, b"blue")  # the open connection stays put
-        assert table.target("env-1/web") == green.port
+        assert table.in_flight(blue.port) == InFlight(requests=1, tunnels=0)
+        assert str(table.in_flight(blue.port)) == "1 request in flight"
         assert table.open_connections(blue.port) == 1
 
-        drain = asyncio.create_task(table.drain(blue.port, timeout=10))
-        await asyncio.sleep(0.3)
-        assert not drain.done()
-        assert await old.get() == (200, b"blue")  # still served while draining
-        await old.close()
-        started = time.monotonic()
-        assert await drain == 0
-        assert time.monotonic() - started < 1
-        assert table.open_connections(blue.port) == 0
+        report = await table.drain(blue.port, timeout=10)
 
-        assert await new.get() == (200, b"green")  # untouched by the drain
-        await new.close()
+        assert await in_flight == (200, b"blue")  # finished where it started
+        assert report.requests == 1
+        assert report.cut == 0
+        assert 0.2 < report.seconds < 1
+        assert table.open_connections(blue.port) == 0
+        assert await slow.get() == (200, b"green")
+        for client in (old, new, slow):
+            await client.close()
+
+
+@pytest.mark.anyio
+async def test_drain_with_nothing_in_flight_takes_milliseconds(table: RouteTable) -> None:
+    async with NamedBackend("blue") as blue, NamedBackend("green") as green:
+        port = await table.open("env-1/web")
+        table.switch({"env-1/web": blue.port})
+        idle = [await KeepAliveClient.connect(port) for _ in range(5)]
+        for client in idle:
+            assert await client.get() == (200, b"blue")
+        table.switch({"env-1/web": green.port})
+
+        report = await table.drain(blue.port, timeout=10)
+
+        assert report == DrainReport(requests=0, tunnels=0, seconds=report.seconds, cut=0)
+        assert report.seconds < 0.05
+        for client in idle:
+            assert await client.get() == (200, b"green")
+            await client.close()
 
 
 @pytest.mark.anyio
@@ -239,12 +312,16 @@ async def test_drain_cuts_at_timeout(table: RouteTable) -> None:
         table.switch({"env-1/web": blue.port})
         slow = [await KeepAliveClient.connect(port) for _ in range(2)]
         for client in slow:
-            assert await client.get() == (200, b"blue")
+            client.writer.write(b"GET /slow/30 HTTP/1.1\r\nHost: x\r\n\r\n")
+        await asyncio.sleep(0.2)
         table.switch({"env-1/web": green.port})
 
         started = time.monotonic()
-        assert await table.drain(blue.port, timeout=0.4) == 2
+        report = await table.drain(blue.port, timeout=0.4)
 
+        assert (report.requests, report.tunnels, report.cut) == (2, 0, 2)
+        assert str(report).endswith(" s (waited for 2 requests)")
+        assert report.cut_text == "; 2 requests cut"
         assert 0.35 <= time.monotonic() - started < 1.5
         assert table.open_connections(blue.port) == 0
         for client in slow:
