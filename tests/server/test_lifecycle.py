@@ -319,7 +319,7 @@ def test_retention_keeps_the_newest_deployments_and_refuses_a_cleaned_rollback(
         artifacts = settled(plane.data_dir / "artifacts")
         logs = {p.name for p in (plane.data_dir / "logs").iterdir()}
         assert artifacts == {digests[d["id"]] for d in kept}
-        assert logs == {f"{d['id']}.log" for d in kept}
+        assert logs == {f"{d['id']}.{kind}" for d in kept for kind in ("log", "lines")}
         states = {d["id"]: (d["reusableImageState"], d["rollbackAvailable"]) for d in history}
         for deployment in gone:
             assert states[deployment["id"]] == ("cleaned", False)
