@@ -34,10 +34,10 @@ _RUN_ID = re.compile(r"\brun_[A-Za-z0-9_-]+")
 
 
 def busy_run_id(error: ApiRefused) -> str | None:
-    """The run that holds the target, from a busy refusal."""
-    run_id = getattr(error, "run_id", None) or getattr(error, "deployment_run_id", None)
-    if isinstance(run_id, str) and run_id:
-        return run_id
+    """The run that holds the target, from a busy refusal: our control plane names it in
+    a header (the client puts it in ``error.run``), the message is the fallback."""
+    if error.run is not None:
+        return error.run.run_id
     found = _RUN_ID.search(error.message)
     return found.group(0) if found else None
 
