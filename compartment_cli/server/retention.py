@@ -23,6 +23,7 @@ from pathlib import Path
 import anyio.to_thread
 
 from compartment_cli.server.artifacts import built_marker
+from compartment_cli.server.logs import lines_path
 from compartment_cli.server.runs import Services
 from compartment_cli.server.store import Deployment
 
@@ -89,6 +90,7 @@ class Retention:
             if path.exists():
                 path.unlink(missing_ok=True)
                 logs += 1
+            lines_path(path).unlink(missing_ok=True)  # its lines for the logs endpoint
         # What a sweep interrupted by a stop of the server left behind.
         doomed += [p for p in artifacts.root.glob(".removed-*") if p not in doomed]
         if doomed or logs:

@@ -279,6 +279,15 @@ def test_wait_for_target_is_bounded(control_plane: ControlPlane, project: Any) -
     assert "still busy after waiting 1s" in error["message"]
     assert error["deploymentRunId"] == holder
     assert took < 6  # the holder needs 8 s
+
+    started = time.monotonic()
+    bounded = cli(
+        control_plane, *PROMOTE, "--wait-for-target", "60s", "--timeout", "3s", "-o", "json",
+        cwd=directory,
+    )  # fmt: skip
+    assert bounded.returncode == 3  # still busy, not a timeout: nothing was started
+    assert "--wait-for-target and --timeout" in cli_json(bounded.stdout)["error"]["message"]
+    assert time.monotonic() - started < 6
     control_plane.wait_run(holder)
 
 
