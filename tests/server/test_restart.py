@@ -11,7 +11,7 @@ import pytest
 
 from tests.support import ControlPlane, serving_processes, wait_serving
 
-SLOW_S = 6.0  # the slow deployment's readiness, after each start
+SLOW_S = 8.0  # the slow deployment's readiness, after each start
 
 
 def route_status(url: str) -> httpx.Response | None:
@@ -78,9 +78,13 @@ def test_a_run_requested_during_a_restart_waits_only_for_what_it_changes(
     assert response.status_code == 200, response.text
     run = plane.wait_run(response.json()["deploymentRunId"], timeout=30)
     fast_deployed = time.monotonic() - started
+    slow_meanwhile = route_status(before["slow"]["routeUrl"])
 
     assert run["status"] == "succeeded", run
-    assert fast_deployed < SLOW_S / 2, fast_deployed
+    # Done while the slow deployment was still being brought back: it did not wait for it.
+    assert slow_meanwhile is not None
+    assert slow_meanwhile.status_code == 503, fast_deployed
+    assert fast_deployed < SLOW_S, fast_deployed
     after = plane.active("shop", "prod")
     assert wait_serving(after["fast"]["routeUrl"]) == f"200 2.0.0 {after['fast']['id']}"
     assert after["slow"]["id"] == before["slow"]["id"]
