@@ -148,10 +148,14 @@ class ControlPlane:
     # --- HTTP helpers --------------------------------------------------------
 
     def client(self, token: str | None = None) -> httpx.Client:
+        """A client whose every answer is checked against the platform's shapes first."""
+        from tests.conformance import check_response
+
         return httpx.Client(
             base_url=self.api_url,
             headers={"Authorization": f"Bearer {token or self.token}"},
             timeout=30,
+            event_hooks={"response": [check_response]},
         )
 
     def get(self, path: str, **params: Any) -> httpx.Response:

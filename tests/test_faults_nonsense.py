@@ -164,8 +164,19 @@ PROMOTED = {
     "deployments": [
         {
             **{k: v for k, v in summary("queued", "queued").items() if k != "deploymentRunId"},
+            "operation": {
+                **summary("queued", "queued")["operation"],
+                "id": RUN,
+                "targetType": "deployment",
+                "targetId": DEPLOYMENT,
+            },
             "readiness": None,
-            "build": {"command": None, "strategy": "auto"},
+            "build": {
+                "env": [],
+                "include": [],
+                "packages": {"build": [], "runtime": []},
+                "strategy": "auto",
+            },
             "run": {"command": "serve"},
         }
     ],

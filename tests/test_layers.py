@@ -40,7 +40,7 @@ ALLOWED: dict[str, set[str]] = {
 # What each may import from outside the standard library (None: anything installed).
 THIRD_PARTY: dict[str, set[str] | None] = {
     "cli": None,
-    "workflows": {"anyio", "httpx", "msgspec"},
+    "workflows": {"anyio", "httpx", "msgspec", "pathspec"},
     "client": {"anyio", "httpx", "httpx_sse", "msgspec"},
     "models": {"msgspec"},
     "errors": set(),

@@ -40,6 +40,9 @@ def project(tmp_path: Path) -> Path:
     write(root / "web" / "src" / "stale.pyc", "x")
     write(root / "web" / "node_modules" / "left-pad" / "index.js", "x")
     write(root / "web" / ".venv" / "pyvenv.cfg", "x")
+    # What the platform leaves out by name is only version control: the rest is the
+    # project's .gitignore's to say.
+    write(root / "web" / ".gitignore", "__pycache__/\n*.pyc\nnode_modules/\n.venv/\n.gitignore\n")
     write(root / "api" / "main.py", "app = None\n")
     return root
 
@@ -191,3 +194,149 @@ def test_fifo_in_a_service_is_refused(project: Path) -> None:
     os.mkfifo(project / "web" / "pipe")
     with pytest.raises(UsageError, match="'pipe' is neither a file nor a directory"):
         pack(project, service="web")
+
+
+# --- what is packed: the platform's source-archive rules ---------------------------------
+
+# (case, files of the tree (path → text; "svc" is the service), the service's packed files)
+GITIGNORE_CASES: list[tuple[str, dict[str, str], list[str]]] = [
+    (
+        "a root .gitignore applies below",
+        {".gitignore": "*.log\n", "svc/a.log": "", "svc/b.txt": ""},
+        ["b.txt"],
+    ),
+    (
+        "a negation brings a file back",
+        {".gitignore": "*.log\n!keep.log\n", "svc/a.log": "", "svc/keep.log": ""},
+        ["keep.log"],
+    ),
+    (
+        "the deepest .gitignore with a say decides",
+        {
+            ".gitignore": "*.log\n",
+            "svc/sub/.gitignore": "!important.log\n",
+            "svc/sub/important.log": "",
+            "svc/sub/other.log": "",
+        },
+        ["sub/.gitignore", "sub/important.log"],
+    ),
+    (
+        "a directory rule matches at any depth and its folder is not entered",
+        {"svc/.gitignore": "build/\n", "svc/build/x": "", "svc/deep/build/y": "", "svc/deep/z": ""},
+        [".gitignore", "deep/z"],
+    ),
+    (
+        "an anchored rule matches only beside its .gitignore",
+        {"svc/.gitignore": "/dist\n", "svc/dist/a": "", "svc/sub/dist/b": ""},
+        [".gitignore", "sub/dist/b"],
+    ),
+    (
+        "a file in an ignored folder cannot be brought back (git's rule)",
+        {"svc/.gitignore": "logs/\n!logs/keep.txt\n", "svc/logs/keep.txt": "", "svc/ok": ""},
+        [".gitignore", "ok"],
+    ),
+    (
+        "a service whose folder is ignored is packed all the same",
+        {".gitignore": "svc/\n*.tmp\n", "svc/main.py": "", "svc/x.tmp": ""},
+        ["main.py"],
+    ),
+    (
+        "secrets and build output go when ignored; node_modules stays when not; .git never",
+        {
+            ".gitignore": ".env\n/svc/out/\n",
+            "svc/.env": "SECRET=1",
+            "svc/out/app.js": "",
+            "svc/node_modules/pad/index.js": "",
+            "svc/.git/HEAD": "",
+            "svc/.hg/x": "",
+            "svc/index.js": "",
+        },
+        ["index.js", "node_modules/pad/index.js"],
+    ),
+    (
+        "a .gitignore above the repository root does not apply",
+        {"../.gitignore": "*\n", "svc/a": ""},
+        ["a"],
+    ),
+    (
+        "comments, blank lines and escaped characters are gitignore's",
+        {
+            "svc/.gitignore": "# a comment\n\n\\#hash\n*.o\n",
+            "svc/#hash": "",
+            "svc/m.o": "",
+            "svc/m.c": "",
+        },
+        [".gitignore", "m.c"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [case[1:] for case in GITIGNORE_CASES],
+    ids=[case[0] for case in GITIGNORE_CASES],
+)
+def test_gitignore_rules_decide_what_is_packed(
+    tmp_path: Path, files: dict[str, str], expected: list[str]
+) -> None:
+    repo = tmp_path / "outer" / "repo"
+    (repo / ".git").mkdir(parents=True)
+    write(repo / "compartment.yml", "name: shop\n")
+    for name, text in files.items():
+        write(repo / name, text)
+    desc = Descriptor(name="shop", services={"svc": ServiceConfig(path="svc")})
+    data = pack(repo, desc)
+    packed = sorted(
+        m.name.removeprefix("services/svc/")
+        for m in members(data)
+        if m.isfile() and m.name != "manifest.json"
+    )
+    assert packed == expected
+
+
+def test_outside_git_the_project_directory_is_the_root(tmp_path: Path) -> None:
+    write(tmp_path / ".gitignore", "*\n")  # above compartment.yml, and no git: not read
+    root = tmp_path / "project"
+    write(root / "compartment.yml", "name: shop\n")
+    write(root / ".gitignore", "*.log\n")
+    write(root / "svc" / "a.log", "")
+    write(root / "svc" / "a.txt", "")
+    desc = Descriptor(name="shop", services={"svc": ServiceConfig(path="svc")})
+    names = [m.name for m in members(pack(root, desc)) if m.isfile()]
+    assert names == ["manifest.json", "services/svc/a.txt"]
+
+
+def test_stats_count_what_was_packed_and_left_out(tmp_path: Path) -> None:
+    root = tmp_path / "project"
+    (root / ".git").mkdir(parents=True)
+    write(root / "compartment.yml", "name: shop\n")
+    write(root / ".gitignore", ".env\nnode_modules/\n")
+    write(root / "svc" / "main.py", "12345")
+    write(root / "svc" / "lib" / "util.py", "123")
+    write(root / "svc" / ".env", "SECRET=1")
+    write(root / "svc" / "node_modules" / "x.js", "")
+    write(root / "svc" / ".git" / "HEAD", "")
+    desc = Descriptor(name="shop", services={"svc": ServiceConfig(path="svc")})
+    stats = pack_services(root, desc, environment="e", service=None, out=io.BytesIO())
+    assert (stats.files, stats.bytes) == (2, 8)
+    assert sorted(stats.left_out) == [
+        ("svc/.env", ".gitignore"),
+        ("svc/.git", "version control"),
+        ("svc/node_modules", ".gitignore"),
+    ]
+    assert stats.summary() == (
+        "packed 2 files, 8 bytes; left out 3 paths (2 by .gitignore, 1 by version control)"
+    )
+
+
+def test_a_missing_service_path_names_its_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "compartment.yml", "name: shop\nservices:\n  web:\n    path: nowhere\n")
+    desc = Descriptor(name="shop", services={"web": ServiceConfig(path="nowhere")})
+    with pytest.raises(UsageError) as info:
+        pack(tmp_path, desc)
+    assert str(info.value).startswith(
+        "compartment.yml:4: service 'web': path 'nowhere' does not exist"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,13 @@ from ruamel.yaml import YAML
 from compartment_cli.errors import ExitCode, UsageError
 from compartment_cli.models.descriptor import (
     BuildConfig,
+    BuildPackages,
+    ConnectionConfig,
     Descriptor,
     ReadinessConfig,
+    ReleaseConfig,
+    ResourceConfig,
+    RestartConfig,
     RunConfig,
     ServiceConfig,
 )
@@ -27,6 +33,7 @@ from compartment_cli.project import (
     find_project_file,
     load_project_file,
 )
+from tests.support import COMPARTMENT, clean_environ
 
 FULL = """\
 # The shop.
@@ -37,24 +44,26 @@ services:
     path: ./api
     kind: api
     accessMode: public
+    ports: [8080]
     build:
       command: make build
-      env: {NODE_ENV: production, PORT: "8080"}
+      env: [NODE_ENV, PORT]
       include: [shared/, README.md]
-      outputDirectory: dist
-      packages: [curl]
-      strategy: dockerfile
+      packages: {build: [curl]}
+      strategy: railpack
     run:
       command: ./serve --port 8080
+      restart: {policy: on-failure, maxRetries: 3}
     release:
       command: ./migrate
     readiness:
       type: http
-      path: /healthz
+      path: healthz
       timeoutMs: 5000
-    connections: [db]
+    connections:
+      db: {env: {DATABASE_URL: url}}
 resources:
-  db: {type: postgres, version: 16}
+  db: {preset: postgres}
 """
 
 
@@ -96,19 +105,24 @@ def test_full_object_maps_camel_case_keys_onto_the_model(tmp_path: Path) -> None
         path="./api",
         kind="api",
         access_mode="public",
+        ports=[8080],
         build=BuildConfig(
             command="make build",
-            env={"NODE_ENV": "production", "PORT": "8080"},
+            env=["NODE_ENV", "PORT"],
             include=["shared/", "README.md"],
-            output_directory="dist",
-            packages=["curl"],
-            strategy="dockerfile",
+            packages=BuildPackages(build=["curl"]),
+            strategy="railpack",
         ),
-        run=RunConfig(command="./serve --port 8080"),
-        readiness=ReadinessConfig(type="http", path="/healthz", timeout_ms=5000),
-        connections=["db"],
+        run=RunConfig(
+            command="./serve --port 8080", restart=RestartConfig(policy="on-failure", max_retries=3)
+        ),
+        release=ReleaseConfig(command="./migrate"),
+        readiness=ReadinessConfig(type="http", path="healthz", timeout_ms=5000),
+        connections={"db": ConnectionConfig(env={"DATABASE_URL": "url"})},
     )
-    assert descriptor.resources == {"db": {"type": "postgres", "version": 16}}
+    assert api.readiness is not None
+    assert api.readiness.url_path == "/healthz"
+    assert descriptor.resources == {"db": ResourceConfig(preset="postgres")}
 
 
 def test_readiness_defaults_and_limits(tmp_path: Path) -> None:
@@ -122,9 +136,10 @@ def test_readiness_defaults_and_limits(tmp_path: Path) -> None:
     assert services["y"].readiness == ReadinessConfig(timeout_ms=300_000)
 
 
-def test_release_is_accepted_but_not_carried(tmp_path: Path) -> None:
+def test_release_is_accepted_and_carried(tmp_path: Path) -> None:
     text = "name: a\nservices:\n  x:\n    path: .\n    release: {command: migrate}\n"
-    assert load_project_file(write(tmp_path, text)).services["x"] == ServiceConfig(path=".")
+    service = load_project_file(write(tmp_path, text)).services["x"]
+    assert service == ServiceConfig(path=".", release=ReleaseConfig(command="migrate"))
 
 
 def test_merge_keys_and_aliases_are_followed(tmp_path: Path) -> None:
@@ -143,11 +158,14 @@ services:
 
 def test_dates_stay_text_and_numbers_are_numbers(tmp_path: Path) -> None:
     text = "name: a\nservices: {x: 2024-01-01}\n"
-    text += "resources: {d: 2024-01-01, h: 0x10, f: 1.5, n: ~, b: true}\n"
+    text += "resources:\n  r:\n    image: x\n    env: {D: 2024-01-01}\n    ports: [0x10]\n"
+    text += "    volumes: {f: 1.5, n: ~, b: true}\n"
     descriptor = load_project_file(write(tmp_path, text))
     assert descriptor.services["x"].path == "2024-01-01"
-    resources = descriptor.resources
-    assert resources == {"d": "2024-01-01", "h": 16, "f": 1.5, "n": None, "b": True}
+    resource = descriptor.resources["r"]
+    assert resource.env == {"D": "2024-01-01"}
+    assert resource.ports == [16]
+    assert resource.volumes == {"f": 1.5, "n": None, "b": True}
 
 
 def test_byte_order_mark_is_ignored(tmp_path: Path) -> None:
@@ -186,9 +204,10 @@ BROKEN = [
     (X + "    kind: lambda\n", (5, "services.x.kind", "one of")),
     (X + "    port: 80\n", (5, "services.x.port", "known key")),
     ("name: a\nservices:\n  x:\n    path: [a]\n", (4, "services.x.path", "a path string")),
-    (X + "    accessMode: 1\n", (5, "services.x.accessMode", "must be a string, not a number (1)")),
+    (X + "    accessMode: 1\n", (5, "services.x.accessMode", "one of authenticated, public")),
+    (X + "    accessMode: open\n", (5, "services.x.accessMode", "one of authenticated, public")),
     (X + "    release: go\n", (5, "services.x.release", "must be a mapping, not a string")),
-    (X + "    connections: db\n", (5, "services.x.connections", "must be a mapping or a list")),
+    (X + "    connections: db\n", (5, "services.x.connections", "must be a mapping")),
     # run
     (X + "    run: {}\n", (5, "services.x.run", "at least one key")),
     (X + "    run: go\n", (5, "services.x.run", "must be a mapping")),
@@ -203,15 +222,18 @@ BROKEN = [
         (6, "services.x.build.strategy", "auto, dockerfile, railpack"),
     ),
     (
-        X + "    build:\n      env:\n        PORT: 8080\n",
-        (7, "services.x.build.env.PORT", 'quote it ("8080")'),
+        X + "    build:\n      env:\n        - 8080\n",
+        (7, "services.x.build.env[0]", 'quote it ("8080")'),
     ),
-    (X + "    build:\n      env: [a]\n", (6, "services.x.build.env", "must be a mapping")),
+    (X + "    build:\n      env: {A: b}\n", (6, "services.x.build.env", "must be a list")),
     (
         X + "    build:\n      include:\n        - ok\n        - {a: 1}\n",
         (8, "services.x.build.include[1]", "must be a string"),
     ),
-    (X + "    build:\n      packages: curl\n", (6, "services.x.build.packages", "must be a list")),
+    (
+        X + "    build:\n      packages: curl\n",
+        (6, "services.x.build.packages", "must be a mapping"),
+    ),
     (
         X + "    build:\n      outputDirectory: true\n",
         (6, "services.x.build.outputDirectory", "a boolean (true)"),
@@ -224,8 +246,8 @@ BROKEN = [
     (X + "    readiness: {path: /}\n", (5, "services.x.readiness.type", "is required")),
     (X + "    readiness: {type: tcp}\n", (5, "services.x.readiness.type", "must be one of http")),
     (
-        X + "    readiness:\n      type: http\n      path: healthz\n",
-        (7, "services.x.readiness.path", "must start with /"),
+        X + "    readiness:\n      type: http\n      path: ''\n",
+        (7, "services.x.readiness.path", "must not be empty"),
     ),
     (
         X + "    readiness:\n      type: http\n      timeoutMs: 300001\n",
@@ -263,7 +285,7 @@ BROKEN = [
         "name: a\nservices:\n  x: .\n  y: .\n  x: ./x\n",
         (5, "services.x", "duplicate key (first at line 3)"),
     ),
-    ("name: a\nservices: {x: .\n", (3, "", "YAML syntax error")),
+    ("name: a\nservices: {x: .\n", (2, "", "YAML syntax error: the '{' here is never closed")),
     ("name: a\nservices:\n  x: .\n   y: .\n", (4, "", "YAML syntax error")),
     ("name: a\nservices: {x: .}\n---\nname: b\n", (3, "", "expected a single document")),
     ("name: a\nservices: {x: *nope}\n", (2, "", "undefined alias")),
@@ -321,9 +343,9 @@ def test_tag_on_a_key_is_refused(tmp_path: Path) -> None:
 
 
 def test_core_tags_are_allowed(tmp_path: Path) -> None:
-    text = "name: !!str a\nservices: !!map {x: !!str .}\nresources: {n: !!int '7'}\n"
+    text = "name: !!str a\nservices: !!map {x: !!str ., y: {path: ., ports: [!!int '7']}}\n"
     descriptor = load_project_file(write(tmp_path, text))
-    assert descriptor.resources == {"n": 7}
+    assert descriptor.services["y"].ports == [7]
 
 
 def test_several_problems_are_all_reported_in_line_order(tmp_path: Path) -> None:
@@ -349,7 +371,7 @@ extra: true
     ]
     assert [message for _, _, message in problems][1:4] == [
         "is required",
-        'must be one of web, api, static, worker, job, cron, not "lambda"',
+        'must be one of api, cron, job, static, web, worker, not "lambda"',
         "must be at most 300000, not 400000",
     ]
 
@@ -365,8 +387,8 @@ def test_message_has_one_line_per_problem_with_file_and_line(
         load_project_file(Path(PROJECT_FILE))
     error = info.value
     assert error.message.splitlines() == [
-        "compartment.yml:6: services.api.kind: must be one of web, api, static, worker, job, "
-        'cron, not "nope"',
+        "compartment.yml:6: services.api.kind: must be one of api, cron, job, static, web, "
+        'worker, not "nope"',
     ]
     assert str(error) == error.message
     assert isinstance(error, UsageError)
@@ -443,16 +465,16 @@ def test_file_size_is_capped(tmp_path: Path) -> None:
 def test_alias_bomb_is_stopped(tmp_path: Path) -> None:
     lines = ["name: a", "services: {x: .}", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
     lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
-    lines += ["resources: {bomb: *a8}"]
+    lines += ["resources: {r: {image: x, volumes: {bomb: *a8}}}"]
     problems = problems_of(tmp_path, "\n".join(lines) + "\n")
     assert any("aliases expand to more than" in message for _, _, message in problems)
 
 
 def test_self_referencing_alias(tmp_path: Path) -> None:
-    text = "name: a\nservices: {x: .}\nresources: &r {loop: *r}\n"
+    text = "name: a\nservices: {x: .}\nresources: {r: {image: x, volumes: &v {loop: *v}}}\n"
     assert only_problem(tmp_path, text) == (
         3,
-        "resources.loop",
+        "resources.r.volumes.loop",
         "refers to itself through an alias",
     )
 
@@ -692,3 +714,51 @@ def mutate(text: str, mutations: list[tuple[object, ...]]) -> str:
 @given(MUTATIONS)
 def test_mutations_of_a_valid_file(tmp_path: Path, mutations: list[tuple[object, ...]]) -> None:
     check_outcome(tmp_path / PROJECT_FILE, mutate(FULL, mutations).encode())
+
+
+# --- what a user sees (the real executable) -------------------------------------------
+
+
+def run_compartment(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = clean_environ(
+        COMPARTMENT_CLI_CONFIG_DIR=str(cwd / ".config"),
+        COMPARTMENT_API_URL="http://127.0.0.1:9",
+        COMPARTMENT_TOKEN="t",
+        NO_COLOR="1",
+    )
+    return subprocess.run(
+        [COMPARTMENT, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_every_problem_line_is_an_error_line(tmp_path: Path) -> None:
+    write(tmp_path, "name: Shop\nservices:\n  web:\n    kind: nope\n")
+    completed = run_compartment(tmp_path, "promote", "--from", "a", "--to", "b")
+    assert completed.returncode == 2
+    lines = completed.stderr.splitlines()
+    assert lines == [
+        'error: compartment.yml:1: name: "Shop" is not a project slug: lowercase letters, '
+        "digits and '-', starting with a letter, at most 63 characters",
+        "error: compartment.yml:3: services.web.path: is required",
+        "error: compartment.yml:4: services.web.kind: must be one of api, cron, job, static, "
+        'web, worker, not "nope"',
+    ]
+
+
+def test_a_yaml_syntax_error_is_told_in_words_at_its_line(tmp_path: Path) -> None:
+    write(tmp_path, "name: shop\nservices:\n  web: .\n   api: .\n")
+    completed = run_compartment(tmp_path, "promote", "--from", "a", "--to", "b")
+    assert completed.returncode == 2
+    assert completed.stderr == (
+        "error: compartment.yml:4: YAML syntax error: a ':' where no key may start: check this "
+        "line's indentation against the line above, or quote a value that contains ': '\n"
+    )
+
+
+def test_a_missing_service_path_is_reported_at_its_line(tmp_path: Path) -> None:
+    write(tmp_path, "name: shop\nservices:\n  api: .\n  web:\n    path: nowhere\n")
+    completed = run_compartment(tmp_path, "deploy")
+    assert completed.returncode == 2
+    assert completed.stderr.startswith(
+        "error: compartment.yml:5: service 'web': path 'nowhere' does not exist"
+    )

@@ -42,7 +42,7 @@ from compartment_cli.errors import CompartmentError, UsageError
 from compartment_cli.models.api import (
     DeployResponse,
     ListResponse,
-    OperationSummary,
+    ReadOperationSummary,
     ReadSummary,
     RunResponse,
     StatusResponse,
@@ -91,7 +91,7 @@ SUMMARY = ReadSummary(
     created_at="2025-01-01T12:00:00.000Z",
     completed_at=None,
     rollback_available=False,
-    operation=OperationSummary(
+    operation=ReadOperationSummary(
         type="promote", status="running", created_at="2025-01-01T12:00:00.000Z", completed_at=None
     ),
 )

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import msgspec
 
 from compartment_cli import render
-from compartment_cli.models.api import ListResponse, NameRef, OperationSummary, ReadSummary
+from compartment_cli.models.api import ListResponse, NameRef, ReadOperationSummary, ReadSummary
 from compartment_cli.models.events import StepEvent
 from compartment_cli.models.result import RunResult
 
@@ -28,7 +28,7 @@ def summary(service: str, **changes: object) -> ReadSummary:
         created_at="2025-01-01T12:00:00.000Z",
         completed_at="2025-01-01T12:00:04.200Z",
         rollback_available=False,
-        operation=OperationSummary(
+        operation=ReadOperationSummary(
             type="promote", status="succeeded", created_at="x", completed_at=None
         ),
     )

@@ -40,7 +40,7 @@ def properties(model: type) -> dict[str, Any]:
     ("accepted", "model", "extra"),
     [
         (validator.TOP_KEYS, descriptor.Descriptor, ()),
-        (validator.SERVICE_KEYS, descriptor.ServiceConfig, ("release",)),
+        (validator.SERVICE_KEYS, descriptor.ServiceConfig, ()),
         (validator.BUILD_KEYS, descriptor.BuildConfig, ()),
         (validator.RUN_KEYS, descriptor.RunConfig, ()),
         (validator.READINESS_KEYS, descriptor.ReadinessConfig, ()),

@@ -52,3 +52,30 @@ def test_a_failed_step_ends_with_a_cross_and_no_switch() -> None:
 
 def test_no_steps_no_timeline() -> None:
     assert timeline_lines([]) == []
+
+
+def test_a_bake_that_switched_back() -> None:
+    """After the switch: baking, then every route back at one moment; no drain."""
+    promoted = [e for e in RECORDED if e.step not in ("draining_previous", "completed")]
+    end = max(e.at for e in promoted)
+
+    def later(event: StepEvent, step: str, status: str, seconds: float) -> StepEvent:
+        when = f"{end[:17]}{float(end[17:-1]) + seconds:06.3f}Z"
+        return msgspec.structs.replace(event, step=step, status=status, at=when)
+
+    last = {e.service_name: e for e in promoted}
+    baked = [
+        *promoted,
+        *(later(e, "baking", "running", 0.1) for e in last.values()),
+        later(last["web"], "baking", "failed", 1.5),
+        *(later(e, "switching_back", "succeeded", 1.6) for e in last.values()),
+        *(later(e, "completed", "failed", 1.7) for e in last.values()),
+    ]
+    lines = timeline_lines(baked, width=80)
+    api, web = lines[1], lines[2]
+    assert "≈" in api
+    assert web.index("≈") < web.index("✗") < web.index("◀")  # baked, failed, switched back
+    assert api.index("◀") == web.index("◀")  # both routes moved back at once
+    assert "▒" not in api
+    assert "≈ bake  ◀ switch back" in lines[-1]
+    assert "bake" not in timeline_lines(RECORDED, width=80)[-1]

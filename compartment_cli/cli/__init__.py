@@ -55,7 +55,7 @@ def _run(args: list[str]) -> int:
     # uses. A None entry makes `from ._main import main` fail, and httpx then
     # installs its stub instead.
     sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-    from compartment_cli.cli import logs, rollback  # noqa: F401  (register their commands)
+    from compartment_cli.cli import logs, rollback, server  # noqa: F401  (register their commands)
     from compartment_cli.cli.app import run
 
     return run(args)

@@ -1,8 +1,7 @@
 """Where things go: the result to stdout, progress and errors to stderr.
 
-``Output`` knows the two streams, whether stderr is a terminal, whether
-colour is allowed (a terminal, and no ``NO_COLOR``), and the output format.
-It picks one progress reporter per command:
+``Output`` knows the two streams, whether stderr is a terminal, whether colour is
+allowed (a terminal, no ``NO_COLOR``), and the format. One progress reporter per command:
 
 - ``--verbose``: one line per event on stderr, the moment it arrives
   (also with ``--output json``: stdout stays one JSON document);
@@ -16,6 +15,7 @@ anything unexpected as a bug report, traceback only with ``COMPARTMENT_DEBUG=1``
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sys
@@ -39,6 +39,7 @@ from compartment_cli.errors import (
 )
 
 if TYPE_CHECKING:
+    from compartment_cli.cli.github import GitHubActions
     from compartment_cli.client.connection import Connection
     from compartment_cli.models.api import ListResponse, ReadSummary
     from compartment_cli.models.events import StepEvent
@@ -55,8 +56,6 @@ NOT_CONFIGURED_HINT = (
     "COMPARTMENT_API_URL and COMPARTMENT_TOKEN."
 )
 DEBUG_ENV = "COMPARTMENT_DEBUG"
-# The codes of an Unavailable that means the control plane could not be reached.
-UNREACHABLE_CODES = frozenset({"network_error", "event_stream_lost"})
 
 
 def _is_tty(stream: TextIO) -> bool:
@@ -150,9 +149,16 @@ class Output:
         finally:
             reporter.close()
 
+    @functools.cached_property
+    def github(self) -> GitHubActions | None:
+        """GitHub Actions' files and commands, when ``GITHUB_ACTIONS=true``."""
+        from compartment_cli.cli.github import GitHubActions
+
+        return GitHubActions.from_environ(self.environ)
+
     def _reporter(self) -> _Reporter:
         if self.verbose:
-            return _LineReporter(self.stderr, color=self.stderr_color)
+            return _LineReporter(self.stderr, color=self.stderr_color, group=bool(self.github))
         if not self.json and _is_tty(self.stderr):
             return _LiveReporter(self.stderr, color=self.stderr_color)
         return _Reporter(self.stderr, color=self.stderr_color)
@@ -215,6 +221,9 @@ class Output:
         ended = self._progress is not None and self._progress.ended_before
         lines = render.failure_lines(result, verb=verb, color=self.stderr_color, ended=ended)
         self._write_lines(self.stderr, lines)
+        if self.github is not None:
+            self._write_lines(self.stderr, self.github.failure_lines(result, f"compartment {verb}"))
+            self.github.record(result)
         return int(code)
 
     def _wants_timeline(self) -> bool:
@@ -247,7 +256,9 @@ class Output:
     def error(self, error: CompartmentError) -> int:
         code = int(error.exit_code)
         message = error.message
+        hint_line = ""
         if self.not_configured and isinstance(error, Unavailable | NotAuthorized):
+            hint_line = NOT_CONFIGURED_HINT
             message = f"{message}\n{NOT_CONFIGURED_HINT}"
         elif (hint := self._hint(error)) is not None:
             # One line, like every message: a script may read the first line only.
@@ -265,18 +276,15 @@ class Output:
             )
             self._write_json(document)
         else:
-            self._write_error(message)
+            self._write_error(message.removesuffix(f"\n{hint_line}"), hint=hint_line)
+        if self.github is not None:
+            self._write_lines(self.stderr, [self.github.error_line(error, message)])
+            self.github.record(None, error)
         return code
 
     def _hint(self, error: CompartmentError) -> str | None:
         """What to do about a connection or auth error, the same for every command."""
-        if self.connection is None:
-            return None
-        if isinstance(error, NotAuthorized):
-            return self.connection.unauthorized_hint()
-        if isinstance(error, Unavailable) and error.code in UNREACHABLE_CODES:
-            return self.connection.unreachable_hint()
-        return None
+        return None if self.connection is None else self.connection.hint_for(error)
 
     def unexpected(self, exc: BaseException) -> int:
         code = int(ExitCode.INTERNAL)
@@ -304,9 +312,14 @@ class Output:
             stream.write("".join(line + "\n" for line in lines))
             stream.flush()
 
-    def _write_error(self, message: str) -> None:
+    def _write_error(self, message: str, hint: str = "") -> None:
+        """Every line of ``message`` as an ``error:`` line (several problems of compartment.yml
+        give several lines), then ``hint`` as it is."""
         prefix = "\x1b[31merror:\x1b[0m " if self.stderr_color else "error: "
-        self.stderr.write(prefix + message.rstrip("\n") + "\n")
+        lines = [prefix + line for line in message.rstrip("\n").splitlines() or [""]]
+        if hint:
+            lines.append(hint)
+        self.stderr.write("\n".join(lines) + "\n")
         self.stderr.flush()
 
 
@@ -373,13 +386,24 @@ class _LineReporter(_Reporter):
     writes out the pending ones; outside the event loop every line goes at once.
     """
 
-    def __init__(self, stream: TextIO, *, color: bool) -> None:
+    def __init__(self, stream: TextIO, *, color: bool, group: bool = False) -> None:
         super().__init__(stream, color=color)
         self._pending: list[str] = []
+        self._group = group
+        """Fold each run's lines in a GitHub Actions group."""
+        self._in_group = False
 
     def _line(self, text: str) -> None:
         self._pending.append(text)
         self.flush()
+
+    def _fold(self, title: str | None) -> None:
+        """End the open group, and begin one titled ``title`` (if any)."""
+        if self._in_group:
+            self._line("::endgroup::")
+        self._in_group = self._group and title is not None
+        if self._in_group:
+            self._line(f"::group::{title}")
 
     def flush(self) -> None:
         lines, self._pending = self._pending, []
@@ -389,6 +413,7 @@ class _LineReporter(_Reporter):
                 self.stream.flush()
 
     def close(self) -> None:
+        self._fold(None)
         self.flush()
 
     def run_started(self, target: RunTarget) -> None:
@@ -404,6 +429,7 @@ class _LineReporter(_Reporter):
             what = f"promote {target.source_environment} → {target.environment}"
         else:
             what = f"{target.kind} to {target.environment}"
+        self._fold(f"compartment {what}: run {target.run_id}")
         self._line(f"{now}  run {target.run_id}  {what}: {services or 'no deployments'}")
 
     def step(self, event: StepEvent) -> None:

@@ -38,11 +38,13 @@ from compartment_cli.errors import (
     ApiRefused,
     CompartmentError,
     NotAuthorized,
+    RunRef,
     Unavailable,
     UsageError,
     error_for_response,
 )
 from compartment_cli.models.api import (
+    BUSY_RUN_HEADER,
     JOINED_HEADER,
     DeployResponse,
     EnvironmentListResponse,
@@ -250,7 +252,9 @@ def error_from_response(
     except _UNREADABLE:
         body = None
     if body is not None:
-        return error_for_response(status, body.error.code, scrub(body.error.message, secrets))
+        error = error_for_response(status, body.error.code, scrub(body.error.message, secrets))
+        holder = response.headers.get(BUSY_RUN_HEADER)
+        return error.about(RunRef(holder)) if holder else error
 
     request = response.request
     what = f"{request.method} {request.url.path}"

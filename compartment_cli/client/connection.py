@@ -30,13 +30,15 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
-from compartment_cli.errors import UsageError
+from compartment_cli.errors import CompartmentError, NotAuthorized, Unavailable, UsageError
 from compartment_cli.models.config import ConfigFile, ConfigFileError, config_path, read_config
 
 DEFAULT_API_URL: Final = "http://127.0.0.1:8787"
 API_URL_ENV: Final = "COMPARTMENT_API_URL"
 TOKEN_ENV: Final = "COMPARTMENT_TOKEN"  # noqa: S105 (a variable name, not a secret)
 ORG_ENV: Final = "COMPARTMENT_ORG"
+# The codes of an Unavailable that means the control plane could not be reached.
+UNREACHABLE_CODES: Final = frozenset({"network_error", "event_stream_lost"})
 
 # Visible ASCII: anything else would be refused by the HTTP library, whose
 # error message would then quote the header value, token included.
@@ -99,6 +101,14 @@ class Connection:
         if self.is_local:
             return f"{where}; is `compartment server` running?"
         return f"{where}; check it, and that this machine can reach it."
+
+    def hint_for(self, error: CompartmentError) -> str | None:
+        """What to do about ``error``, if it is a connection or auth error."""
+        if isinstance(error, NotAuthorized):
+            return self.unauthorized_hint()
+        if isinstance(error, Unavailable) and error.code in UNREACHABLE_CODES:
+            return self.unreachable_hint()
+        return None
 
     def unauthorized_hint(self) -> str:
         """What to do when the control plane refuses the token: which one, and where from."""

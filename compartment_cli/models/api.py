@@ -9,7 +9,7 @@ and exact on encode, so that our control plane serves the platform's shapes.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, get_args
 
 import msgspec
 
@@ -41,6 +41,7 @@ PromotionStage = Literal[
     "rolled_back",
     "stopped",
 ]
+PROMOTION_STAGES: Final[tuple[str, ...]] = get_args(PromotionStage)
 RunStatus = Literal["queued", "running", "succeeded", "failed"]
 RunType = Literal["deploy", "promote", "rollback"]
 ReusableImageState = Literal["available", "cleaned", "missing"]
@@ -51,6 +52,27 @@ BUSY_RUN_HEADER: Final = "x-compartment-deployment-run-id"
 """(ours) On a 409 ``deployment_target_busy``: the id of the run that holds the target
 (also named in the message). A header, not a key of the error: the platform's error
 shape is strict, and an extra key would break its CLI's error parsing."""
+
+
+def _open_enum(values: object) -> msgspec.Meta:
+    """A string the schema lists the known values of, without refusing a new one."""
+    return msgspec.Meta(extra_json_schema={"enum": list(get_args(values))})
+
+
+# Response fields carry the platform's enums as plain strings: the CLI decodes a
+# value a newer platform adds (a new promotionStage) and shows it as it is. The
+# server fills them from the Literal types above, so it sends only known values.
+DeploymentStatusText = Annotated[str, _open_enum(DeploymentStatus)]
+HealthText = Annotated[str, _open_enum(Health)]
+OperationStatusText = Annotated[str, _open_enum(OperationStatus)]
+PromotionStageText = Annotated[str, _open_enum(PromotionStage)]
+ReusableImageStateText = Annotated[str, _open_enum(ReusableImageState)]
+
+Timestamp = Annotated[str, msgspec.Meta(extra_json_schema={"format": "date-time"})]
+"""ISO-8601 in UTC ending in ``Z``, as the platform sends and requires."""
+Url = Annotated[str, msgspec.Meta(extra_json_schema={"format": "uri"})]
+Id = Annotated[str, msgspec.Meta(min_length=1)]
+Message = Annotated[str, msgspec.Meta(min_length=1)]
 
 MAX_LIST_LIMIT: Final = 100
 ListLimit = Annotated[int, msgspec.Meta(ge=1, le=MAX_LIST_LIMIT)]
@@ -76,86 +98,110 @@ class NameRef(Wire):
     name: str
 
 
-class OperationSummary(Wire):
-    type: str
-    status: OperationStatus
-    created_at: str
-    completed_at: str | None
+class ReadOperationSummary(Wire):
+    """A deployment's operation as the read endpoints report it."""
+
+    type: Id
+    status: OperationStatusText
+    created_at: Timestamp
+    completed_at: Timestamp | None
+
+
+class OperationSummary(ReadOperationSummary):
+    """A deployment's operation as the write endpoints report it: with what it acts on."""
+
+    id: Id
+    target_type: Id
+    target_id: Id
 
 
 class ReadSummary(Wire):
     """A deployment as the read endpoints and the event stream report it."""
 
-    id: str
+    id: Id
     service_name: str
-    deployment_run_id: str
-    status: DeploymentStatus
-    promotion_stage: PromotionStage
-    health: Health
+    deployment_run_id: Id
+    status: DeploymentStatusText
+    promotion_stage: PromotionStageText
+    health: HealthText
     is_active: bool
     label: str | None
-    route_url: str | None
-    failure_message: str | None
-    created_at: str
-    completed_at: str | None
+    route_url: Url | None
+    failure_message: Message | None
+    created_at: Timestamp
+    completed_at: Timestamp | None
     rollback_available: bool
-    operation: OperationSummary
-    reusable_image_state: ReusableImageState | None = None
-    """Optional on the platform; our control plane always sends it."""
+    operation: ReadOperationSummary
+    access_protected: bool | msgspec.UnsetType = msgspec.UNSET
+    reusable_image_state: ReusableImageStateText | msgspec.UnsetType = msgspec.UNSET
+
+
+class BuildPackageLists(Wire):
+    build: list[str] = msgspec.field(default_factory=list)
+    runtime: list[str] = msgspec.field(default_factory=list)
 
 
 class ResolvedBuildConfig(Wire):
-    command: str | None = None
+    """``build`` of a deployment: every key resolved; ``command`` absent when there is none."""
+
+    command: Message | msgspec.UnsetType = msgspec.UNSET
+    env: list[str] = msgspec.field(default_factory=list)
+    include: list[str] = msgspec.field(default_factory=list)
+    output_directory: Message | msgspec.UnsetType = msgspec.UNSET
+    packages: BuildPackageLists = msgspec.field(default_factory=BuildPackageLists)
     strategy: BuildStrategy = "auto"
 
 
 class ResolvedRunConfig(Wire):
-    command: str | None = None
+    """``run`` of a deployment: ``command`` absent when there is none."""
+
+    command: Message | msgspec.UnsetType = msgspec.UNSET
 
 
 class ResolvedReadinessConfig(Wire):
     type: ReadinessType = "http"
-    path: str = "/healthz"
+    path: Message = "/healthz"
     timeout_ms: int = 30000
 
 
 class DeploymentSummary(Wire):
     """A deployment as the write endpoints (promote, deploy) return it."""
 
-    id: str
+    id: Id
     service_name: str
-    status: DeploymentStatus
-    health: Health
-    route_url: str | None
-    failure_message: str | None
+    status: DeploymentStatusText
+    health: HealthText
+    route_url: Url | None
+    failure_message: Message | None
     is_active: bool
     label: str | None
-    created_at: str
-    completed_at: str | None
+    created_at: Timestamp
+    completed_at: Timestamp | None
     operation: OperationSummary
-    promotion_stage: PromotionStage
+    promotion_stage: PromotionStageText
     readiness: ResolvedReadinessConfig | None
     rollback_available: bool
     build: ResolvedBuildConfig
     run: ResolvedRunConfig
-    reusable_image_state: ReusableImageState | None = None
+    access_protected: bool | msgspec.UnsetType = msgspec.UNSET
+    reusable_image_state: ReusableImageStateText | msgspec.UnsetType = msgspec.UNSET
 
 
 class EnvironmentSummary(Wire):
-    id: str
+    id: Id
     name: str
-    project_id: str
-    created_at: str
-    updated_at: str
+    project_id: Id
+    created_at: Timestamp
+    updated_at: Timestamp
 
 
 class ProjectSummary(Wire):
-    id: str
+    id: Id
     name: str
-    organization_id: str
-    archived_at: str | None
-    created_at: str
-    updated_at: str
+    organization_id: Id
+    archived_at: Timestamp | None
+    created_at: Timestamp
+    updated_at: Timestamp
 
 
 # --- requests and responses -----------------------------------------------
@@ -210,6 +256,14 @@ class DeployResponse(Wire):
     resources: list[Any] = msgspec.field(default_factory=list)
 
 
+class InfrastructureBlocker(Wire):
+    """What keeps the platform from acting on an environment (none locally)."""
+
+    code: str
+    message: Message
+    retry_at: Timestamp
+
+
 class StatusResponse(Wire):
     """``GET /v1/deployments/status``."""
 
@@ -217,6 +271,8 @@ class StatusResponse(Wire):
     deployments: list[ReadSummary]
     environment: NameRef
     project: NameRef
+    infrastructure_blocker: InfrastructureBlocker | None = None
+    """Always sent (null when nothing blocks); an older platform may leave it out."""
 
 
 class ListResponse(Wire):
@@ -254,8 +310,8 @@ class RunResponse(Wire):
     environment: NameRef
     source_environment: NameRef | None
     deployments: list[ReadSummary]
-    created_at: str
-    completed_at: str | None
+    created_at: Timestamp
+    completed_at: Timestamp | None
     artifact_digests: dict[str, str] = msgspec.field(default_factory=dict)
     """Deployment id → ``sha256:`` digest of the artifact it runs (what ``promote --dry-run``
     compares: a promoted deployment runs the very artifact of its source)."""

@@ -34,6 +34,11 @@ class Remote(Wire):
     principal_email: str | None = None
 
 
+LOCAL_ORGANIZATION = Organization(id="org_local", name="Local", slug="local")
+"""The one organization of a local control plane (it ignores the organization header;
+the official CLI refuses every project command while a remote has none)."""
+
+
 class ConfigFile(Wire):
     current_remote: str | None = None
     remotes: dict[str, Remote] = msgspec.field(default_factory=dict)
@@ -77,11 +82,15 @@ def read_config(path: Path) -> ConfigFile:
         raise ConfigFileError(path, "is not valid JSON") from None
 
 
-def record_remote(path: Path, name: str, api_url: str, token: str) -> None:
+def record_remote(
+    path: Path, name: str, api_url: str, token: str, organization: Organization | None = None
+) -> None:
     """Set ``remotes[name]`` to this API URL and token, keeping everything else.
 
-    Makes ``name`` the current remote when none is current. The file is
-    replaced atomically and is readable by its owner only (0600).
+    ``organization`` becomes the remote's ``currentOrganization`` unless it
+    already has a complete one. Makes ``name`` the current remote when none is
+    current. The file is replaced atomically and is readable by its owner only
+    (0600).
     """
     try:
         data = json.loads(path.read_text())
@@ -98,6 +107,12 @@ def record_remote(path: Path, name: str, api_url: str, token: str) -> None:
     entry = dict(entry) if isinstance(entry, dict) else {}
     entry["apiUrl"] = api_url
     entry["sessionToken"] = token
+    current = entry.get("currentOrganization")
+    complete = isinstance(current, dict) and all(
+        isinstance(current.get(key), str) and current[key] for key in ("id", "name", "slug")
+    )
+    if organization is not None and not complete:
+        entry["currentOrganization"] = msgspec.to_builtins(organization)
     remotes[name] = entry
     if not data.get("currentRemote"):
         data["currentRemote"] = name

@@ -12,6 +12,7 @@ from compartment_cli.project.files import (
     ProjectFileError,
     display_name,
     find_project_file,
+    line_of,
     load_project_file,
 )
 from compartment_cli.project.nodes import Problem
@@ -24,5 +25,6 @@ __all__ = [
     "ProjectFileError",
     "display_name",
     "find_project_file",
+    "line_of",
     "load_project_file",
 ]

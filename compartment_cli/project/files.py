@@ -21,7 +21,7 @@ import msgspec
 from ruamel.yaml import YAML
 from ruamel.yaml.composer import ComposerError, MaxDepthExceededError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.nodes import Node, ScalarNode
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode
 from ruamel.yaml.reader import ReaderError
 
 from compartment_cli.errors import UsageError
@@ -106,6 +106,28 @@ def load_project_file(path: Path) -> Descriptor:
     return msgspec.convert(data, Descriptor)
 
 
+def line_of(path: Path, *keys: str) -> int | None:
+    """The line of the key ``keys`` (``"services", "web", "path"``) in the file at ``path``.
+
+    None when the file cannot be read or composed, or has no such key: a
+    message can do without it.
+    """
+    try:
+        node: Node | None = _compose(path, _read_text(path))
+    except ProjectFileError:
+        return None
+    line = None
+    for key in keys:
+        if not isinstance(node, MappingNode):
+            return None
+        found = [(k, v) for k, v in node.value if isinstance(k, ScalarNode) and k.value == key]
+        if not found:
+            return None
+        key_node, node = found[0]
+        line = _line(key_node)
+    return line
+
+
 # --- reading and composing ------------------------------------------------
 
 
@@ -147,11 +169,7 @@ def _compose(path: Path, text: str) -> Node | None:
             path, f"is nested more than {MAX_DEPTH} levels deep", depth_line
         ) from None
     except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = None if mark is None else int(mark.line) + 1
-        detail = str(exc.problem or type(exc).__name__).removeprefix("but ")
-        if exc.context:
-            detail += f" ({exc.context})"
+        line, detail = _plain_words(exc)
         kind = "YAML error" if isinstance(exc, ComposerError) else "YAML syntax error"
         raise _file_problem(path, f"{kind}: {detail}", line) from None
     except ReaderError as exc:
@@ -166,3 +184,45 @@ def _compose(path: Path, text: str) -> Node | None:
     except RecursionError:
         raise _file_problem(path, "is nested too deeply") from None
     return node
+
+
+def _mark_line(mark: object) -> int | None:
+    line = getattr(mark, "line", None)
+    return None if line is None else int(line) + 1
+
+
+def _plain_words(exc: MarkedYAMLError) -> tuple[int | None, str]:
+    """The line to fix and what is wrong there, in words rather than the parser's terms."""
+    problem = str(exc.problem or type(exc).__name__)
+    context = str(exc.context or "")
+    line = _mark_line(exc.problem_mark) or _mark_line(exc.context_mark)
+    opened = _mark_line(exc.context_mark)
+    if "flow mapping" in context or "flow sequence" in context:
+        bracket = "{" if "mapping" in context else "["
+        return opened or line, (
+            f"the '{bracket}' here is never closed, or an entry in it lacks a ','"
+        )
+    if "quoted scalar" in context and "end of stream" in problem:
+        return opened or line, "the quote opened here is never closed"
+    if "unknown escape character" in problem:
+        return line, (
+            f"{problem.removeprefix('found ')} in a double-quoted string; "
+            "use single quotes, or write \\\\ for a backslash"
+        )
+    if "'\\t'" in problem:
+        return line, "a tab character; indent with spaces"
+    if "mapping values are not allowed" in problem:
+        return line, (
+            "a ':' where no key may start: check this line's indentation against the line "
+            "above, or quote a value that contains ': '"
+        )
+    if problem.startswith("expected <block end>"):
+        found = problem.rsplit("found ", 1)[-1]
+        found = {"'?'": "a key", "'-'": "a list item"}.get(found, found)
+        return line, (
+            f"this line does not fit the indentation of the block above it (it starts with {found})"
+        )
+    if "could not find expected ':'" in problem:
+        return line, "a key without ':' after it"
+    detail = problem.removeprefix("but ")
+    return line, f"{detail} ({context})" if context else detail

@@ -317,6 +317,20 @@ class NodeReader:
         finally:
             self._active.discard(id(node))
 
+    def locate(self, at: _At, *keys: str) -> _At:
+        """The place of ``keys`` below ``at`` (the line of the last key)."""
+        for key in keys:
+            entries = self.mapping(at) or {}
+            entry = entries.get(key)
+            if entry is None:
+                return _At(at.node, at.line, (*at.path, key))
+            at = at.child(entry.value, key, _line(entry.key))
+        return at
+
+    def locate_item(self, at: _At, index: int) -> _At:
+        items = self.sequence(at) or []
+        return items[index] if index < len(items) else at
+
     def describe(self, at: _At) -> str:
         node = at.node
         if isinstance(node, MappingNode):

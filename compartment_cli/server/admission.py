@@ -83,6 +83,8 @@ def check_plan(
             changes.append(f"{service}: not in the plan, {now_id} is active now")
         else:
             changes.append(f"{service}: the plan has {planned_id}, {now_id} is active now")
+    if not changes:  # the same deployments, some named twice
+        changes.append(f"the plan names {len(planned)} deployments, {len(active)} are active")
     raise Refusal(
         409,
         "plan_stale",

@@ -149,7 +149,6 @@ class Execution:
                         context.environment,
                         command,
                         None,
-                        extra_env=candidate.config.build.env if candidate.config.build else {},
                     )
                     ok, message = await run_build(
                         self._services.supervisor.spawner, spec, timeout=BUILD_TIMEOUT_S
@@ -214,7 +213,7 @@ class Execution:
         self._recorder.update(context, deployment.id, Change(stage="awaiting_readiness"))
         if config.readiness is not None:
             plan = (
-                f"GET {config.readiness.path} until it answers 2xx, for up to"
+                f"GET {config.readiness.url_path} until it answers 2xx, for up to"
                 f" {config.readiness.timeout_ms / 1000:g} s"
             )
         else:

@@ -22,7 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from compartment_cli.models.config import LOCAL_REMOTE, ConfigFileError, config_path, record_remote
+from compartment_cli.models.config import (
+    LOCAL_ORGANIZATION,
+    LOCAL_REMOTE,
+    ConfigFileError,
+    config_path,
+    record_remote,
+)
 
 if TYPE_CHECKING:
     from compartment_cli.server.runs import RunHook
@@ -163,7 +169,7 @@ def serve(options: ServerOptions, *, before_start: RunHook | None = None) -> int
                 if options.login:
                     path = config_path()
                     try:
-                        record_remote(path, LOCAL_REMOTE, api_url, token)
+                        record_remote(path, LOCAL_REMOTE, api_url, token, LOCAL_ORGANIZATION)
                         log.info("recorded remote %r in %s", LOCAL_REMOTE, path)
                     except (ConfigFileError, OSError) as exc:
                         log.warning("could not record remote %r: %s", LOCAL_REMOTE, exc)

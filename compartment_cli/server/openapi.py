@@ -7,7 +7,7 @@ responses with, so the document cannot drift from what is served.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 
@@ -25,6 +25,7 @@ from compartment_cli.models.api import (
     StatusResponse,
 )
 from compartment_cli.models.base import EnvironmentName, ProjectName, ServiceName
+from compartment_cli.models.events import RunCompletedEvent, RunStep, StepEvent
 from compartment_cli.models.logs import LogsResponse, TailLines
 
 _REF = "#/components/schemas/{name}"
@@ -67,6 +68,8 @@ def openapi_document() -> bytes:
             RunResponse,
             LogsResponse,
             EnvironmentListResponse,
+            StepEvent,
+            RunCompletedEvent,
             ErrorResponse,
         ],
         ref_template=_REF,
@@ -237,6 +240,11 @@ def openapi_document() -> bytes:
                 "operationId": "streamEvents",
                 "summary": "Server-sent events of one environment (ours): deployment.step,"
                 " deployment.status, run.completed. Reconnect with Last-Event-ID.",
+                "description": "Each event's data is one JSON line: deployment.step is a"
+                " StepEvent (its step one of "
+                + ", ".join(get_args(RunStep))
+                + "; baking and switching_back are ours, for bakeMs), deployment.status a"
+                " ReadSummary, run.completed a RunCompletedEvent.",
                 "parameters": [
                     _query("projectName", _PROJECT, required=True),
                     _query("environmentName", _ENVIRONMENT, required=True),

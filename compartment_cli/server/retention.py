@@ -87,10 +87,10 @@ class Retention:
         logs = 0
         for deployment in removable:
             path = self._services.log_path(deployment)
-            lines_path(path).unlink(missing_ok=True)  # its lines for `compartment logs`
             if path.exists():
                 path.unlink(missing_ok=True)
                 logs += 1
+            lines_path(path).unlink(missing_ok=True)  # its lines for the logs endpoint
         # What a sweep interrupted by a stop of the server left behind.
         doomed += [p for p in artifacts.root.glob(".removed-*") if p not in doomed]
         if doomed or logs:

@@ -162,7 +162,7 @@ async def await_ready(
         return await check_started(process, grace=grace(config))
     return await check_readiness(
         process,
-        path=config.readiness.path,
+        path=config.readiness.url_path,
         timeout_ms=config.readiness.timeout_ms,
         report=report,
     )

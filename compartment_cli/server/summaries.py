@@ -10,10 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from compartment_cli.models.api import (
+    BuildPackageLists,
     DeploymentSummary,
     OperationStatus,
     OperationSummary,
+    ReadOperationSummary,
     ReadSummary,
     ResolvedBuildConfig,
     ResolvedReadinessConfig,
@@ -100,12 +104,14 @@ class Summaries:
                 and not deployment.is_active
                 and image == "available"
             ),
-            operation=OperationSummary(
+            operation=ReadOperationSummary(
                 type=run.type,
                 status=_OPERATION_STATUS[deployment.status],
                 created_at=run.created_at,
                 completed_at=deployment.completed_at,
             ),
+            # Nothing guards a local route.
+            access_protected=False,
             reusable_image_state=image,
         )
 
@@ -116,10 +122,19 @@ def _with_config(read: ReadSummary, deployment: Deployment) -> DeploymentSummary
     shared = {
         name: getattr(read, name)
         for name in DeploymentSummary.__struct_fields__
-        if name in ReadSummary.__struct_fields__
+        if name in ReadSummary.__struct_fields__ and name != "operation"
     }
+    build = service.build
+    packages = build.packages if build else None
     return DeploymentSummary(
         **shared,
+        # The run is the operation; it acts on this deployment.
+        operation=OperationSummary(
+            **msgspec.structs.asdict(read.operation),
+            id=deployment.run_id,
+            target_type="deployment",
+            target_id=deployment.id,
+        ),
         readiness=(
             ResolvedReadinessConfig(
                 path=service.readiness.path, timeout_ms=service.readiness.timeout_ms
@@ -128,8 +143,19 @@ def _with_config(read: ReadSummary, deployment: Deployment) -> DeploymentSummary
             else None
         ),
         build=ResolvedBuildConfig(
-            command=service.build.command if service.build else None,
-            strategy=service.build.strategy if service.build else "auto",
+            command=build.command if build and build.command else msgspec.UNSET,
+            env=list(build.env) if build else [],
+            include=list(build.include) if build else [],
+            output_directory=(
+                build.output_directory if build and build.output_directory else msgspec.UNSET
+            ),
+            packages=BuildPackageLists(
+                build=list(packages.build) if packages else [],
+                runtime=list(packages.runtime) if packages else [],
+            ),
+            strategy=build.strategy if build else "auto",
         ),
-        run=ResolvedRunConfig(command=service.run.command if service.run else None),
+        run=ResolvedRunConfig(
+            command=service.run.command if service.run and service.run.command else msgspec.UNSET
+        ),
     )

@@ -25,8 +25,14 @@ STEPS = {
     "starting_candidate": ("▓", "starting", "running"),
     "checking_readiness": ("░", "readiness", "running"),
     "switching_route": ("█", "switch", "succeeded"),
+    "baking": ("≈", "bake", "running"),
+    "switching_back": ("◀", "switch back", "failed"),
     "draining_previous": ("▒", "drain", "dim"),
 }
+ONLY_WHEN_SEEN = ("baking", "switching_back")
+"""Steps of ``--bake``: in the legend only when a bar has them."""
+INSTANT = ("switching_route", "switching_back")
+"""Steps that move every route at one moment."""
 WAITING = "·"
 FAILED = "✗"
 
@@ -39,12 +45,13 @@ class _Bar:
     steps: dict[str, list[datetime]] = field(default_factory=dict)
     """step → [start, end] (one time while it has not ended)."""
     failed: str | None = None
+    failed_at: datetime | None = None
 
     def see(self, event: StepEvent, at: datetime) -> None:
         self.start = at if self.start is None else min(self.start, at)
         self.end = at if self.end is None else max(self.end, at)
-        if event.status == "failed":
-            self.failed = event.step
+        if event.status == "failed" and self.failed is None:  # the first failure, the cause
+            self.failed, self.failed_at = event.step, at
         if event.step not in STEPS or event.status == "skipped":
             return
         times = self.steps.setdefault(event.step, [])
@@ -78,7 +85,11 @@ def timeline_lines(
         lines.append(f"{bar.service.ljust(label)}  {text}  {_seconds(took).rjust(suffix - 2)}")
     axis_end = _seconds(total)
     lines.append(" " * (label + 2) + "0s".ljust(cells - len(axis_end)) + axis_end)
-    legend = "  ".join(f"{mark} {name}" for mark, name, _ in STEPS.values())
+    legend = "  ".join(
+        f"{mark} {name}"
+        for step, (mark, name, _) in STEPS.items()
+        if step not in ONLY_WHEN_SEEN or any(step in b.steps for b in timed)
+    )
     lines.append(f"{legend}  {WAITING} waiting  {FAILED} failed")
     return lines
 
@@ -97,7 +108,7 @@ def _marks(bar: _Bar, t0: datetime, total: float, cells: int) -> list[tuple[str,
         times = bar.steps.get(step)
         if times:
             first, last = cell(min(times)), cell(max(times))
-            if step == "switching_route":
+            if step in INSTANT:
                 first = last  # the moment every route moved
             spans.append([first, last])
     # Every step keeps one column at least, after the one before it.
@@ -113,8 +124,8 @@ def _marks(bar: _Bar, t0: datetime, total: float, cells: int) -> list[tuple[str,
             marks[min(i, cells - 1)] = (mark, style)
     for step, (first, _) in zip(steps, spans, strict=True):  # no later step hides a start
         marks[max(0, min(first, cells - 1))] = STEPS[step][0], STEPS[step][2]
-    if bar.failed is not None:
-        marks[cell(bar.end)] = (FAILED, "failed")
+    if bar.failed is not None:  # where it failed (a bake's switch back comes after)
+        marks[cell(bar.failed_at or bar.end)] = (FAILED, "failed")
     return marks
 
 

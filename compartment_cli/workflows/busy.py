@@ -6,8 +6,8 @@ script can follow it with ``compartment deployment watch``. With ``--wait-for-ta
 that run is followed through ``GET /v1/deployments/runs/{id}`` (its deployments'
 changes are notices, shown with ``--verbose``) until it ends;
 a control plane without that endpoint is asked again every ``retry_interval``.
-The whole wait is bounded by ``wait_for`` (and by ``--timeout``, which bounds
-the command around it); still busy then: the 409, exit 3.
+The whole wait is bounded by ``wait_for`` and by what is left of ``--timeout`` (the
+deadline of the scope around the command); still busy then: the 409, exit 3.
 """
 
 from __future__ import annotations
@@ -28,14 +28,16 @@ __all__ = ["BUSY_CODE", "busy_run_id", "request_when_free"]
 T = TypeVar("T")
 
 BUSY_CODE = "deployment_target_busy"
+TIMEOUT_MARGIN = 1.0
+"""Seconds of ``--timeout`` left for the last request when the wait ends."""
 _RUN_ID = re.compile(r"\brun_[A-Za-z0-9_-]+")
 
 
 def busy_run_id(error: ApiRefused) -> str | None:
-    """The run that holds the target, from a busy refusal."""
-    run_id = getattr(error, "run_id", None) or getattr(error, "deployment_run_id", None)
-    if isinstance(run_id, str) and run_id:
-        return run_id
+    """The run that holds the target, from a busy refusal: our control plane names it in
+    a header (the client puts it in ``error.run``), the message is the fallback."""
+    if error.run is not None:
+        return error.run.run_id
     found = _RUN_ID.search(error.message)
     return found.group(0) if found else None
 
@@ -51,6 +53,11 @@ async def request_when_free(
 ) -> T:
     """``send()``; while it is refused as busy and ``wait_for`` seconds have not passed,
     wait for the holding run to end and ``send()`` again. ``wait_for`` None: no waiting."""
+    if wait_for is not None:
+        # Within --timeout too (the deadline of the scope around the command): stop waiting
+        # a moment before it, so that a target still busy is exit 3, not a timeout.
+        in_timeout = anyio.current_effective_deadline() - anyio.current_time() - TIMEOUT_MARGIN
+        wait_for = max(0.0, min(wait_for, in_timeout))
     deadline = None if wait_for is None else time.monotonic() + wait_for
     while True:
         try:
@@ -65,7 +72,8 @@ async def request_when_free(
             left = deadline - time.monotonic()
             if left <= 0:
                 raise ApiRefused(
-                    f"{exc.message} (still busy after waiting {wait_for:g}s: --wait-for-target)",
+                    f"{exc.message} (still busy after waiting {wait_for:.3g}s, as long as "
+                    "--wait-for-target and --timeout allow)",
                     code=BUSY_CODE,
                     run=named,
                 ) from None

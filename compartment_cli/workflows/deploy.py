@@ -11,7 +11,7 @@ import httpx
 
 from compartment_cli.client.api import ApiClient, open_client
 from compartment_cli.client.connection import Connection
-from compartment_cli.models.descriptor import Descriptor
+from compartment_cli.models.descriptor import Descriptor, keys_not_used_locally
 from compartment_cli.models.result import RunResult
 from compartment_cli.workflows.environments import check_target
 from compartment_cli.workflows.follow import (
@@ -22,7 +22,7 @@ from compartment_cli.workflows.follow import (
     target_of,
 )
 from compartment_cli.workflows.lifecycle import NO_LIFECYCLE, Lifecycle, send_when_free
-from compartment_cli.workflows.pack import pack_services
+from compartment_cli.workflows.pack import PackStats, pack_services
 
 __all__ = ["DeployOptions", "deploy", "run_deploy"]
 
@@ -39,9 +39,9 @@ class DeployOptions:
     """``--wait-for-target`` and ``--bake``."""
 
 
-def _pack(options: DeployOptions, archive: Path) -> None:
+def _pack(options: DeployOptions, archive: Path) -> PackStats:
     with archive.open("wb") as out:
-        pack_services(
+        return pack_services(
             options.project_dir,
             options.descriptor,
             environment=options.environment,
@@ -57,7 +57,12 @@ async def deploy(
     """Pack, then subscribe to the environment's events, upload, and wait for the run."""
     with tempfile.TemporaryDirectory(prefix="compartment-deploy-") as scratch:
         archive = Path(scratch) / "deploy.tar.gz"
-        await anyio.to_thread.run_sync(_pack, options, archive)
+        stats = await anyio.to_thread.run_sync(_pack, options, archive)
+        progress.notice(stats.summary())
+        services = [options.service] if options.service else list(options.descriptor.services)
+        unused = keys_not_used_locally(options.descriptor, services)
+        if unused:
+            progress.notice("not used by the local control plane: " + ", ".join(unused))
 
         async def start(api: ApiClient) -> RunTarget:
             check = await check_target(

@@ -252,6 +252,20 @@ def test_a_busy_target_is_waited_for_then_promoted(
     assert took < 30
 
 
+def test_deploy_waits_for_a_busy_target_too(control_plane: ControlPlane, project: Any) -> None:
+    directory, holder = hold_production(control_plane, project, 2)
+
+    done = cli(
+        control_plane, "deploy", "--env", "production", "--wait-for-target", "60s", "--verbose",
+        cwd=directory,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert f"busy with run {holder}" in done.stderr
+    assert control_plane.run(holder)["status"] == "succeeded"
+    assert serves(control_plane, "production") == {"api": "2.0.0", "web": "2.0.0"}
+
+
 def test_wait_for_target_is_bounded(control_plane: ControlPlane, project: Any) -> None:
     directory, holder = hold_production(control_plane, project, 8)
 
@@ -265,6 +279,15 @@ def test_wait_for_target_is_bounded(control_plane: ControlPlane, project: Any) -
     assert "still busy after waiting 1s" in error["message"]
     assert error["deploymentRunId"] == holder
     assert took < 6  # the holder needs 8 s
+
+    started = time.monotonic()
+    bounded = cli(
+        control_plane, *PROMOTE, "--wait-for-target", "60s", "--timeout", "3s", "-o", "json",
+        cwd=directory,
+    )  # fmt: skip
+    assert bounded.returncode == 3  # still busy, not a timeout: nothing was started
+    assert "--wait-for-target and --timeout" in cli_json(bounded.stdout)["error"]["message"]
+    assert time.monotonic() - started < 6
     control_plane.wait_run(holder)
 
 

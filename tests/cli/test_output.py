@@ -12,7 +12,7 @@ import pytest
 
 from compartment_cli.cli.output import Output, color_allowed
 from compartment_cli.errors import ApiRefused, WaitTimedOut
-from compartment_cli.models.api import NameRef, OperationSummary, ReadSummary
+from compartment_cli.models.api import NameRef, ReadOperationSummary, ReadSummary
 from compartment_cli.models.events import StepEvent
 from compartment_cli.models.result import RunResult
 from compartment_cli.workflows.watch import RunTarget
@@ -38,7 +38,7 @@ DEPLOYMENT = ReadSummary(
     created_at="2025-01-01T12:00:00Z",
     completed_at="2025-01-01T12:00:01Z",
     rollback_available=False,
-    operation=OperationSummary(
+    operation=ReadOperationSummary(
         type="promote", status="succeeded", created_at="t", completed_at="t"
     ),
 )

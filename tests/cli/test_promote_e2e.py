@@ -50,6 +50,9 @@ SUMMARY_KEYS = {
     "completedAt",
     "rollbackAvailable",
     "operation",
+    # Optional in the platform's newest ReadSummary; the local control plane always
+    # fills both.
+    "accessProtected",
     "reusableImageState",
 }
 

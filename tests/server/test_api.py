@@ -61,6 +61,8 @@ def test_the_server_records_itself_as_the_local_remote(control_plane: ControlPla
     assert config["remotes"]["local"] == {
         "apiUrl": control_plane.api_url,
         "sessionToken": control_plane.token,
+        # The official CLI refuses every project command without one.
+        "currentOrganization": {"id": "org_local", "name": "Local", "slug": "local"},
     }
     assert stat.S_IMODE(config_file.stat().st_mode) == 0o600
     assert stat.S_IMODE((control_plane.data_dir / "token").stat().st_mode) == 0o600

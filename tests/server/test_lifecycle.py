@@ -319,7 +319,7 @@ def test_retention_keeps_the_newest_deployments_and_refuses_a_cleaned_rollback(
         artifacts = settled(plane.data_dir / "artifacts")
         logs = {p.name for p in (plane.data_dir / "logs").iterdir()}
         assert artifacts == {digests[d["id"]] for d in kept}
-        assert logs == {f"{d['id']}{ext}" for d in kept for ext in (".log", ".lines")}
+        assert logs == {f"{d['id']}.{kind}" for d in kept for kind in ("log", "lines")}
         states = {d["id"]: (d["reusableImageState"], d["rollbackAvailable"]) for d in history}
         for deployment in gone:
             assert states[deployment["id"]] == ("cleaned", False)
@@ -368,3 +368,20 @@ def all_digests(plane: ControlPlane) -> dict[str, str]:
         return dict(db.execute("SELECT id, artifact_digest FROM deployments").fetchall())
     finally:
         db.close()
+
+
+def test_the_openapi_document_describes_the_lifecycle(control_plane: ControlPlane) -> None:
+    document = control_plane.get("/openapi.json").json()
+    schemas = document["components"]["schemas"]
+
+    assert {"baking", "switching_back"} <= set(schemas["StepEvent"]["properties"]["step"]["enum"])
+    assert set(schemas["RollbackRequest"]["properties"]) == {
+        "environmentName",
+        "projectName",
+        "serviceName",
+        "targetDeploymentId",
+        "targetDeploymentRunId",
+        "bakeMs",
+    }
+    assert {"sourceDeploymentIds", "bakeMs"} <= set(schemas["PromoteRequest"]["properties"])
+    assert "/v1/deployments/rollback" in document["paths"]

@@ -11,7 +11,7 @@ import pytest
 
 from tests.support import ControlPlane, serving_processes, wait_serving
 
-SLOW_S = 6.0  # the slow deployment's readiness, after each start
+SLOW_S = 8.0  # the slow deployment's readiness, after each start
 
 
 def route_status(url: str) -> httpx.Response | None:
@@ -48,6 +48,7 @@ def test_a_restart_serves_each_route_as_soon_as_its_own_deployment_is_ready(
             elif answer is not None:
                 waiting_answers.add(answer.status_code)
                 assert answer.status_code == 503, answer.text
+                assert answer.headers.get("retry-after"), answer.headers
         time.sleep(0.02)
 
     # The API within a second or so (slack for a loaded machine), not after the slow app.
@@ -77,9 +78,13 @@ def test_a_run_requested_during_a_restart_waits_only_for_what_it_changes(
     assert response.status_code == 200, response.text
     run = plane.wait_run(response.json()["deploymentRunId"], timeout=30)
     fast_deployed = time.monotonic() - started
+    slow_meanwhile = route_status(before["slow"]["routeUrl"])
 
     assert run["status"] == "succeeded", run
-    assert fast_deployed < SLOW_S / 2, fast_deployed
+    # Done while the slow deployment was still being brought back: it did not wait for it.
+    assert slow_meanwhile is not None
+    assert slow_meanwhile.status_code == 503, fast_deployed
+    assert fast_deployed < SLOW_S, fast_deployed
     after = plane.active("shop", "prod")
     assert wait_serving(after["fast"]["routeUrl"]) == f"200 2.0.0 {after['fast']['id']}"
     assert after["slow"]["id"] == before["slow"]["id"]

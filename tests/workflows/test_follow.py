@@ -26,6 +26,7 @@ from compartment_cli.models.api import (
     NameRef,
     OperationSummary,
     ProjectSummary,
+    ReadOperationSummary,
     ReadSummary,
     ResolvedBuildConfig,
     ResolvedRunConfig,
@@ -47,7 +48,9 @@ WAIT = WaitOptions(
     handle_sigint=False,
 )
 REQUEST = promote_request("shop", "staging", "production")
-OPERATION = OperationSummary(type="promote", status="running", created_at="t", completed_at=None)
+OPERATION = ReadOperationSummary(
+    type="promote", status="running", created_at="t", completed_at=None
+)
 
 
 @pytest.fixture
@@ -88,7 +91,9 @@ def deploy_response(run: str = "run_1") -> bytes:
         label=None,
         created_at="t",
         completed_at=None,
-        operation=OPERATION,
+        operation=OperationSummary(
+            **msgspec.structs.asdict(OPERATION), id=run, target_type="deployment", target_id="dep_1"
+        ),
         promotion_stage="queued",
         readiness=None,
         rollback_available=False,

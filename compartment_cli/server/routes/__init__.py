@@ -14,9 +14,10 @@ deployment refuses the connection or dies before it answers, ``502``.
 Why h11 on asyncio streams: h11 (also under httpx) does the HTTP/1.1
 framing both ways (keep-alive, chunked, ``100-continue``, upgrades) while we
 keep the sockets, so the moment a request is routed, memory per connection
-and raw tunnels are ours to decide. Measured on a 2-core machine against a
-fast asyncio app (``make bench`` rows "route: ..."; one keep-alive client for
-latency, 8 for throughput), each against the app's own port in the same run:
+and raw tunnels are ours to decide. Measured on a 2-core machine with
+``benchmarks.route_load`` (one keep-alive client for latency, 8 for
+throughput) against each candidate proxy alone in a process, in front of
+``benchmarks/route_app.py``, and against that app's own port:
 
 =====================================  ===========  ============
 proxy                                  p50 added    requests/s
@@ -30,7 +31,8 @@ straight to the app                    -            23,000-37,000
 uvicorn's ASGI cannot make a raw ``Upgrade`` tunnel besides WebSocket and
 costs five times more per request; the TCP splice is cheapest but binds a
 connection to one deployment, which is what this replaces. h11's state
-machine is most of the remaining cost (about 95 µs per proxied request).
+machine, both ways, is about 95 µs of the route's 0.25 ms of CPU per request.
+``make bench`` measures the route of a real control plane the same way.
 """
 
 from compartment_cli.server.routes._table import DrainReport, InFlight, RouteTable, Timeouts
