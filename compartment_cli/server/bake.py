@@ -20,8 +20,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from compartment_cli.models.api import RunStatus
-from compartment_cli.models.descriptor import ROUTED_KINDS
-from compartment_cli.server.runs import Candidate, Recorder, RunContext, Services, route_key
+from compartment_cli.server.runs import Candidate, Recorder, RunContext, Services, run_routes
 from compartment_cli.server.runtime import exited_within, probe_ready
 from compartment_cli.server.store import Change, Deployment
 
@@ -128,14 +127,8 @@ class Bake:
     ) -> RunStatus:
         """Every route of the run back to what it served before, in one step; then the new
         deployments stop and the run ends failed."""
-        targets: dict[str, int | None] = {}
-        for candidate in context.candidates:
-            deployment = candidate.deployment
-            if candidate.config.kind in ROUTED_KINDS:
-                # After the switch, backend_port is the port of what the route served before.
-                targets[route_key(deployment.environment_id, deployment.service_name)] = (
-                    candidate.backend_port
-                )
+        # After the switch, backend_port is the port of what the route served before.
+        targets = run_routes(context)
         self._services.routes.switch(targets)
         message = failure.message
         with self._store.transaction():
@@ -155,30 +148,16 @@ class Bake:
                         completed=True,
                     ),
                 )
-        for candidate in context.candidates:
-            deployment = candidate.deployment
-            replaced = previous.get(deployment.id)
-            if replaced is not None:
-                self._recorder.status(context, replaced.id)
-            self._recorder.status(context, deployment.id)
-            key = route_key(deployment.environment_id, deployment.service_name)
-            if key in targets:
-                port = self._store.route_port(deployment.environment_id, deployment.service_name)
-                url = f"http://{self._services.route_host}:{port}/"
-                serves = (
-                    f"{url} serves {replaced.id} again"
-                    if replaced
-                    else f"{url} serves nothing again (503)"
-                )
-                self._recorder.step(context, candidate, "switching_back", "succeeded", serves)
-            else:
-                self._recorder.step(
-                    context,
-                    candidate,
-                    "switching_back",
-                    "skipped",
-                    f"{candidate.config.kind}: no route",
-                )
+        self._recorder.switched(
+            context,
+            previous,
+            "switching_back",
+            lambda url, _deployment, replaced: (
+                f"{url} serves {replaced.id} again"
+                if replaced
+                else f"{url} serves nothing again (503)"
+            ),
+        )
         async with anyio.create_task_group() as group:
             for candidate in context.candidates:
                 if candidate.started:

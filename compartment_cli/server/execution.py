@@ -19,7 +19,6 @@ import anyio
 from anyio.abc import TaskGroup
 
 from compartment_cli.models.api import Health, PromotionStage, RunStatus
-from compartment_cli.models.descriptor import ROUTED_KINDS
 from compartment_cli.server.bake import Bake
 from compartment_cli.server.builds import run_build
 from compartment_cli.server.runs import (
@@ -31,6 +30,7 @@ from compartment_cli.server.runs import (
     await_ready,
     grace,
     route_key,
+    run_routes,
 )
 from compartment_cli.server.runtime import ReadinessResult, free_port
 from compartment_cli.server.store import Change, Deployment
@@ -240,7 +240,6 @@ class Execution:
 
     def _switch(self, context: RunContext) -> dict[str, Deployment]:
         """Move every route of the run at once; returns the deployments replaced, by id."""
-        targets: dict[str, int | None] = {}
         previous: dict[str, Deployment] = {}
         for candidate in context.candidates:
             deployment = candidate.deployment
@@ -248,10 +247,7 @@ class Execution:
                 replaced = self._store.deployment(deployment.previous_id)
                 if replaced is not None and replaced.is_active:
                     previous[deployment.id] = replaced
-            if candidate.config.kind in ROUTED_KINDS:
-                targets[route_key(deployment.environment_id, deployment.service_name)] = (
-                    candidate.backend_port
-                )
+        targets = run_routes(context)
         old_targets = self._services.routes.switch(targets)
         # What a rollback replaced is "rolled_back" (the platform's stage), not just stopped.
         replaced_stage: PromotionStage = (
@@ -267,33 +263,20 @@ class Execution:
                 self._store.update_deployment(
                     candidate.deployment.id, Change(is_active=True, stage="activating")
                 )
+        self._recorder.switched(
+            context,
+            previous,
+            "switching_route",
+            lambda url, deployment, replaced: (
+                f"{url} now serves {deployment.id}" + (f" (was {replaced.id})" if replaced else "")
+            ),
+        )
+        # From here on a candidate's backend_port is what its route served before (None:
+        # nothing, or no route): what draining waits for, and where a switch back goes.
         for candidate in context.candidates:
             deployment = candidate.deployment
-            replaced = previous.get(deployment.id)
-            if replaced is not None:
-                self._recorder.status(context, replaced.id)
-            self._recorder.status(context, deployment.id)
             key = route_key(deployment.environment_id, deployment.service_name)
-            if key in targets:
-                port = self._store.route_port(deployment.environment_id, deployment.service_name)
-                was = f" (was {replaced.id})" if replaced else ""
-                self._recorder.step(
-                    context,
-                    candidate,
-                    "switching_route",
-                    "succeeded",
-                    f"http://{self._services.route_host}:{port}/ now serves {deployment.id}{was}",
-                )
-                candidate.backend_port = old_targets.get(key)
-            else:
-                self._recorder.step(
-                    context,
-                    candidate,
-                    "switching_route",
-                    "skipped",
-                    f"{candidate.config.kind}: no route",
-                )
-                candidate.backend_port = None
+            candidate.backend_port = old_targets.get(key)
         return previous
 
     async def _drain(self, context: RunContext, previous: dict[str, Deployment]) -> None:

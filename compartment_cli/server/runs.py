@@ -149,6 +149,15 @@ def route_key(environment_id: str, service_name: str) -> str:
     return f"{environment_id}/{service_name}"
 
 
+def run_routes(context: RunContext) -> dict[str, int | None]:
+    """The route of each routed service of the run → the backend its candidate holds."""
+    return {
+        route_key(c.deployment.environment_id, c.deployment.service_name): c.backend_port
+        for c in context.candidates
+        if c.config.kind in ROUTED_KINDS
+    }
+
+
 def grace(config: ServiceConfig) -> float:
     """Without a readiness check: how long a process must keep running to count as ready."""
     return UNROUTED_WEB_GRACE_S if config.kind in ROUTED_KINDS else WORKER_GRACE_S
@@ -216,6 +225,30 @@ class Recorder:
         """Change a deployment's row and publish its new summary."""
         self._store.update_deployment(deployment_id, change)
         self.status(context, deployment_id)
+
+    def switched(
+        self,
+        context: RunContext,
+        previous: Mapping[str, Deployment],
+        step: RunStep,
+        serves: Callable[[str, Deployment, Deployment | None], str],
+    ) -> None:
+        """After the run's routes moved (and the rows with them): every deployment's new
+        summary, then ``step`` for each candidate, saying what its route serves now
+        (``serves(url, deployment, replaced)``), or skipped for a service without a route."""
+        for candidate in context.candidates:
+            deployment = candidate.deployment
+            replaced = previous.get(deployment.id)
+            if replaced is not None:
+                self.status(context, replaced.id)
+            self.status(context, deployment.id)
+            if candidate.config.kind in ROUTED_KINDS:
+                port = self._store.route_port(deployment.environment_id, deployment.service_name)
+                url = f"http://{self.services.route_host}:{port}/"
+                self.step(context, candidate, step, "succeeded", serves(url, deployment, replaced))
+            else:
+                kind = candidate.config.kind
+                self.step(context, candidate, step, "skipped", f"{kind}: no route")
 
     def fail_run(
         self, context: RunContext, reason: str, *, stopped_service: str | None
