@@ -129,7 +129,7 @@ class Bake:
         deployments stop and the run ends failed."""
         # After the switch, backend_port is the port of what the route served before.
         targets = run_routes(context)
-        self._services.routes.switch(targets)
+        new_backends = self._services.routes.switch(targets)
         message = failure.message
         with self._store.transaction():
             for candidate in context.candidates:
@@ -158,6 +158,14 @@ class Bake:
                 else f"{url} serves nothing again (503)"
             ),
         )
+        # Requests already on the new deployments finish there (bounded, as in a drain);
+        # the next request of every client goes to the previous deployment.
+        async with anyio.create_task_group() as group:
+            for port in new_backends.values():
+                if port is not None:
+                    group.start_soon(
+                        self._services.routes.drain, port, self._services.drain_timeout
+                    )
         async with anyio.create_task_group() as group:
             for candidate in context.candidates:
                 if candidate.started:

@@ -13,6 +13,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from compartment_cli.models.api import BUSY_RUN_HEADER
 from tests.support import ControlPlane, http_get, plane_state, serving_processes
 
@@ -263,6 +265,32 @@ def test_a_bake_that_fails_switches_back_within_a_probe(
     assert [e["status"] for e in step_events(control_plane, run_id, "switching_back")] == [
         "succeeded"
     ]
+
+
+def test_a_switch_back_lets_requests_in_flight_on_the_new_version_finish(
+    control_plane: ControlPlane, project: Any
+) -> None:
+    control_plane.deploy_and_wait(project("1.0.0", web={}), "production")
+    url = control_plane.active("shop", "production")["web"]["routeUrl"]
+    control_plane.deploy_and_wait(project("2.0.0", web={"fail_after": 1}), "staging")
+
+    run_id = control_plane.post_promote(**PROMOTE, bakeMs=20_000).json()["deploymentRunId"]
+    while not step_events(control_plane, run_id, "baking"):
+        time.sleep(0.02)
+    ids: list[str] = []
+    with (
+        httpx.Client(timeout=10) as http,
+        http.stream("GET", url + "events?n=6&gap=0.5") as response,
+    ):
+        # A 3 s stream from the baking version; it fails its probe after about 1 s.
+        assert response.status_code == 200
+        ids += [line for line in response.iter_lines() if line.startswith("id: ")]
+    run = control_plane.wait_run(run_id)
+
+    assert run["status"] == "failed"
+    assert run["deployments"][0]["failureMessage"].startswith("switched back after ")
+    assert ids == [f"id: {n}" for n in range(6)]  # drained, not cut at the switch back
+    assert http_get(url).startswith("200 1.0.0")
 
 
 def test_a_bake_that_passes_then_drains_the_previous(
