@@ -47,8 +47,3 @@ class Request(
 def wire_keys(struct: type[msgspec.Struct]) -> tuple[str, ...]:
     """The keys of ``struct`` as written on the wire and in compartment.yml, in field order."""
     return tuple(field.encode_name for field in msgspec.structs.fields(struct))
-
-
-def required_keys(struct: type[msgspec.Struct]) -> tuple[str, ...]:
-    """The keys of ``struct`` that have no default."""
-    return tuple(field.encode_name for field in msgspec.structs.fields(struct) if field.required)

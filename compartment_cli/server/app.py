@@ -71,6 +71,7 @@ class State:
     orchestrator: Orchestrator
     artifacts: ArtifactStore
     token: str
+    data_dir: Path
     tmp_dir: Path
     events_enabled: bool
     max_upload_bytes: int

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from compartment_cli.server.app import State
     from compartment_cli.server.store import Deployment, Environment, Project
 
-__all__ = ["OutputLog", "environment_asked", "lines_path", "logs_response"]
+__all__ = ["OutputLog", "environment_asked", "lines_path", "log_path", "logs_response"]
 
 FOLLOW_INTERVAL = 0.2  # seconds between two looks at the files while following
 _MAX_LINE = 16 * 1024  # a longer line is cut into pieces of this size
@@ -66,6 +66,11 @@ class _Stored(msgspec.Struct, array_like=True):
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def log_path(data_dir: Path, deployment_id: str) -> Path:
+    """Where a deployment's build and run output goes, as plain text (``.lines`` beside it)."""
+    return data_dir / "logs" / f"{deployment_id}.log"
 
 
 def lines_path(log_path: Path) -> Path:
@@ -220,9 +225,8 @@ def logs_response(
         if not deployments:
             raise Refusal(404, "deployment_not_found", "no deployment matches")
         environment = store.environment_by_id(deployments[0].environment_id)
-    log_dir = state.tmp_dir.parent / "logs"  # beside tmp/ in the data dir
     tail = query.tail_lines or DEFAULT_TAIL_LINES
-    sources = [(d, log_dir / f"{d.id}.lines") for d in deployments]
+    sources = [(d, lines_path(log_path(state.data_dir, d.id))) for d in deployments]
 
     def wire(deployment: Deployment, stored: _Stored) -> LogLine:
         return LogLine(

@@ -187,6 +187,7 @@ def serve(options: ServerOptions, *, before_start: RunHook | None = None) -> int
         orchestrator=orchestrator,
         artifacts=artifacts,
         token=token,
+        data_dir=data_dir,
         tmp_dir=tmp_dir,
         events_enabled=options.events,
         max_upload_bytes=options.max_upload_bytes,

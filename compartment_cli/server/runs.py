@@ -36,7 +36,7 @@ from compartment_cli.models.events import (
 )
 from compartment_cli.server.artifacts import ArtifactStore
 from compartment_cli.server.bus import EventBus
-from compartment_cli.server.logs import OutputLog
+from compartment_cli.server.logs import OutputLog, log_path
 from compartment_cli.server.routes import RouteTable
 from compartment_cli.server.runtime import (
     ReadinessResult,
@@ -80,7 +80,7 @@ class Services:
 
     def log_path(self, deployment: Deployment) -> Path:
         """Where a deployment's build and run output goes."""
-        return self.data_dir / "logs" / f"{deployment.id}.log"
+        return log_path(self.data_dir, deployment.id)
 
     def spec(
         self,
