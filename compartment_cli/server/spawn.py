@@ -14,7 +14,9 @@
   set by util-linux's ``setpriv`` where it is installed (Debian: always), else
   by a ``preexec_fn``: a ``preexec_fn`` makes Python fork the whole server
   instead of using vfork, which blocks the event loop for 4-13 ms per start
-  against 0.3 ms.
+  against 0.3 ms. With setpriv the signal is set a few milliseconds after the
+  start returns (setpriv's own start-up): a server killed within that window
+  leaves the child running, and the next life's ``reap_leftovers`` stops it.
 
 The runtime (deployments) and the artifact store (builds) import this
 module; it imports neither.

@@ -397,6 +397,13 @@ def test_the_deployment_dies_with_a_killed_server(tmp_path: Path, launcher: str)
     assert killed.stdout is not None
     deployment_pid = int(killed.stdout.readline())
     assert is_running(deployment_pid)
+    # setpriv sets the death signal and then execs the command: kill the server once it has
+    # (a kill in the first milliseconds of a start is left to the reaper of the next life).
+    cmdline = Path(f"/proc/{deployment_pid}/cmdline")
+    for _ in range(100):
+        if b"sleep" in cmdline.read_bytes():
+            break
+        time.sleep(0.01)
 
     killed.send_signal(signal.SIGKILL)
     killed.wait()
